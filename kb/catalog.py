@@ -1,0 +1,57 @@
+"""The loaded content of one deploy: entries and runbooks, validated together."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from kb.entry_loader import cross_check, load_entries
+from kb.entry_model import Entry
+from kb.errors import ContentInvalid
+from kb.problems import Problem
+
+
+@dataclass
+class Catalog:
+    """Everything the service serves, immutable per process."""
+
+    entries: dict[str, Entry]
+    runbooks: dict
+    problems: list[Problem]
+    fingerprint: str
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "warning"]
+
+
+def fingerprint(*roots: Path) -> str:
+    """A hash of every content file's path, size and bytes; changes whenever content does."""
+    h = hashlib.sha256()
+    for root in roots:
+        if not root.exists():
+            continue
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False) -> Catalog:
+    """Load and cross-check everything; raise ContentInvalid listing every problem on errors."""
+    from kb.runbook_loader import check_runbooks_against_entries, load_runbooks
+
+    problems: list[Problem] = []
+    if not content_dir.is_dir():
+        raise ContentInvalid([Problem(str(content_dir), 0, "content_dir", "folder not found")])
+    entries, found = load_entries(content_dir)
+    problems += found
+    runbooks, found = load_runbooks(runbooks_dir)
+    problems += found
+    problems += cross_check(entries, set(runbooks))
+    problems += check_runbooks_against_entries(runbooks, {e.slug for e in entries})
+    bad = [p for p in problems if p.level == "error" or (strict and p.level == "warning")]
+    if bad:
+        raise ContentInvalid(bad)
+    return Catalog({e.slug: e for e in entries}, runbooks, problems, fingerprint(content_dir, runbooks_dir))

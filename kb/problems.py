@@ -1,0 +1,123 @@
+"""Problems found while loading files, reported as `path:line: field: reason`, with YAML line lookup."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import yaml
+
+
+# pydantic puts the tag of a discriminated union into `loc`; these are not keys of the file
+UNION_TAGS = {"all", "any", "not", "leaf", "diagnostic", "question", "action", "conclusion",
+              "function-after[_check(), Param]"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in one file: where it is, which field, and why."""
+
+    path: str
+    line: int
+    field: str
+    reason: str
+    level: str = "error"  # or "warning"
+
+    def __str__(self) -> str:
+        prefix = "" if self.level == "error" else "warning: "
+        return f"{self.path}:{self.line}: {prefix}{self.field}: {self.reason}"
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "line": self.line, "field": self.field,
+                "reason": self.reason, "level": self.level}
+
+
+def display_path(path: str) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def loc_to_field(loc) -> str:
+    """Pydantic `errors()[].loc` as `a.b[0].c`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+class YamlLines:
+    """Line numbers of the nodes of a YAML document, looked up by pydantic-style locations."""
+
+    def __init__(self, node, line_offset: int = 0):
+        self.node = node
+        self.offset = line_offset
+
+    @classmethod
+    def compose(cls, text: str, line_offset: int = 0) -> "YamlLines":
+        """Compose `text` (already known to parse) into a node tree."""
+        return cls(yaml.compose(text, Loader=yaml.SafeLoader), line_offset)
+
+    def line(self, loc) -> int:
+        """1-based line of the deepest node that `loc` reaches."""
+        return self.resolve(loc)[1]
+
+    def resolve(self, loc) -> tuple[tuple, int]:
+        """(loc without pydantic's union tags, 1-based line of the deepest node it reaches)."""
+        node = self.node
+        best = node.start_mark.line if node is not None else 0
+        kept = []
+        for n, part in enumerate(loc):
+            if part in UNION_TAGS and not self._has(node, part):
+                continue
+            kept.append(part)
+            nxt = None
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    if key.value == str(part):
+                        nxt = value
+                        best = key.start_mark.line
+                        break
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if 0 <= part < len(node.value):
+                    nxt = node.value[part]
+                    best = nxt.start_mark.line
+            if nxt is None:
+                kept += [p for p in loc[n + 1:] if p not in UNION_TAGS]
+                break
+            node = nxt
+        return tuple(kept), best + 1 + self.offset
+
+    @staticmethod
+    def _has(node, key) -> bool:
+        return isinstance(node, yaml.MappingNode) and any(k.value == str(key) for k, _ in node.value)
+
+
+def yaml_error_problem(path: str, exc: yaml.YAMLError, field: str, line_offset: int = 0) -> Problem:
+    """A YAML syntax error as a Problem at the line the parser names."""
+    mark = getattr(exc, "problem_mark", None)
+    line = (mark.line + 1 if mark is not None else 1) + line_offset
+    reason = getattr(exc, "problem", None) or str(exc)
+    return Problem(path, line, field, f"invalid YAML: {reason}")
+
+
+def pydantic_problems(path: str, exc, lines: YamlLines, prefix: tuple = ()) -> list[Problem]:
+    """Every error of a pydantic ValidationError as a Problem with its line."""
+    out = []
+    for err in exc.errors():
+        loc, line = lines.resolve(prefix + tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        out.append(Problem(path, line, loc_to_field(loc), msg))
+    return out

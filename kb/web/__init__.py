@@ -1,0 +1,1 @@
+"""HTTP surfaces: HTML pages, the JSON API and chat, one blueprint each."""
