@@ -1,0 +1,70 @@
+"""Normalises error text so pastes and message templates meet: variable parts become placeholders."""
+
+from __future__ import annotations
+
+import re
+
+# Placeholders in normalised text; short words no message uses.
+QUOTED, NUMBER, HOST, VAR = "qv", "nv", "hv", "%v"
+
+_TEMPLATE_VAR = re.compile(r"""["'`«]?%(?:\d+\$)?[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z|j|t|L)?[sdufgxXcmpi]["'`»]?""")
+_TIMESTAMP = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)?(?:\s?(?:Z|UTC|GMT|[A-Z]{3,4}|[+-]\d{2}:?\d{2}))?\b"
+    r"|\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b"
+)
+_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.){0,200}"|\'(?:[^\'\\\n]|\\.){0,200}\'|`[^`\n]{0,200}`|«[^»\n]{0,200}»')
+_IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
+_IPV6 = re.compile(r"\[?\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\b\]?", re.I)
+_HOSTNAME = re.compile(r"\b(?:[a-z0-9-]+\.){2,}[a-z]{2,}(?::\d+)?\b", re.I)
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I)
+_HEX = re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{8,}\b", re.I)
+_NUMBER = re.compile(r"(?<![a-z])\d+(?:\.\d+)?(?:ms|s|kb|mb|gb)?\b", re.I)
+_WORD = re.compile(r"[a-z_%][a-z0-9_]*", re.I)
+SQLSTATE_RE = re.compile(r"(?<![0-9A-Za-z])([0-9A-Z]{5})(?![0-9A-Za-z])")
+
+
+def _tokens(text: str) -> list[str]:
+    text = _URL.sub(f" {HOST} ", text)
+    text = _TIMESTAMP.sub(" ", text)
+    text = _QUOTED.sub(f" {QUOTED} ", text)
+    text = _IPV4.sub(f" {HOST} ", text)
+    text = _IPV6.sub(lambda m: f" {HOST} " if m.group(0).count(":") >= 2 else m.group(0), text)
+    text = _HOSTNAME.sub(f" {HOST} ", text)
+    text = _HEX.sub(f" {NUMBER} ", text)
+    text = _NUMBER.sub(f" {NUMBER} ", text)
+    return [t.lower() for t in _WORD.findall(text)]
+
+
+def normalize_text(text: str) -> list[str]:
+    """Tokens of pasted text with timestamps dropped and quoted/numeric/host parts as placeholders."""
+    return [t for t in _tokens(text) if t != VAR]
+
+
+def template_tokens(template: str) -> list[str]:
+    """Tokens of a message template; printf variables (with their quotes) become `%v`."""
+    return _tokens(_TEMPLATE_VAR.sub(f" {VAR} ", template))
+
+
+def template_regex(tokens: list[str]) -> re.Pattern | None:
+    """A regex over space-joined normalised paste tokens that matches the template's tokens in order."""
+    while tokens and tokens[0] == VAR:
+        tokens = tokens[1:]
+    while tokens and tokens[-1] == VAR:
+        tokens = tokens[:-1]
+    if not tokens:
+        return None
+    parts = []
+    for tok in tokens:
+        if tok == VAR:
+            parts.append(r"(?:\S+ ){0,6}?")
+        elif tok in (QUOTED, NUMBER, HOST):
+            # a template's literal number or quoted text may appear as any variable part
+            parts.append(r"(?:\S+ ){1,6}?")
+        else:
+            parts.append(re.escape(tok) + " ")
+    return re.compile(r"(?:^| )" + "".join(parts))
+
+
+def sqlstates_in(text: str) -> list[str]:
+    """Candidate SQLSTATE codes (5 characters, uppercase letters and digits, at least one digit)."""
+    return [c for c in dict.fromkeys(SQLSTATE_RE.findall(text)) if any(ch.isdigit() for ch in c)]

@@ -1,0 +1,192 @@
+"""Owns Whoosh: builds the on-disk index once per content fingerprint and answers error searches.
+
+Ranking has two tiers. Exact evidence first: a message template whose tokens appear in order in the
+normalised paste (found through an in-memory anchor table, so long pastes cost one dict lookup per
+distinct token), or a SQLSTATE the entry covers. Prose second: a BM25F query over short fields.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from whoosh import index as windex
+from whoosh.analysis import LowercaseFilter, SpaceSeparatedTokenizer, StemmingAnalyzer, STOP_WORDS
+from whoosh.fields import ID, KEYWORD, TEXT, Schema
+from whoosh.query import Or, Term
+
+from kb.normalize import HOST, NUMBER, QUOTED, VAR, normalize_text, sqlstates_in, template_regex, template_tokens
+
+MAX_QUERY_CHARS = 32_768
+TEMPLATE_BONUS = 1000.0
+CONTAINED_BONUS = 300.0  # a template whose match lies inside a longer template's match
+SQLSTATE_BONUS = 200.0
+PROSE_CAP = 150.0
+MAX_QUERY_TERMS = 48
+_PLACEHOLDERS = {QUOTED, NUMBER, HOST, VAR}
+
+
+def _schema() -> Schema:
+    plain = SpaceSeparatedTokenizer() | LowercaseFilter()
+    return Schema(
+        slug=ID(stored=True, unique=True),
+        tmpl=TEXT(analyzer=plain, field_boost=4.0),
+        title=TEXT(analyzer=plain, field_boost=2.0),
+        sqlstate=KEYWORD(lowercase=False),
+        tags=KEYWORD(lowercase=True, field_boost=1.5),
+        prose=TEXT(analyzer=StemmingAnalyzer()),
+    )
+
+
+@dataclass
+class Doc:
+    """What the index needs of one entry."""
+
+    slug: str
+    title: str
+    messages: list[str]
+    sqlstates: list[str]
+    tags: list[str]
+    prose: str
+
+
+@dataclass
+class _Template:
+    slug: str
+    message: str
+    regex: object
+    literal_count: int
+
+
+class SearchIndex:
+    """An opened index plus the template anchor table; thread-safe for concurrent searches."""
+
+    def __init__(self, index_dir: Path, docs: list[Doc]):
+        self.index_dir = index_dir
+        self._ix = windex.open_dir(str(index_dir))
+        self._local = threading.local()
+        self._sqlstates: dict[str, list[str]] = {}
+        self._templates: list[_Template] = []
+        self._anchors: dict[str, list[int]] = {}
+        self._build_tables(docs)
+        with self._ix.reader() as reader:
+            self._lexicon = {f: {t.decode() if isinstance(t, bytes) else t for t in reader.field_terms(f)}
+                             for f in ("tmpl", "title", "prose", "tags")}
+        self._stem = self._ix.schema["prose"].analyzer
+
+    # --- building -----------------------------------------------------------------------------
+    @classmethod
+    def open_or_build(cls, base_dir: Path, fingerprint: str, docs: list[Doc]) -> "SearchIndex":
+        """Reuse `base_dir/index-<fingerprint>` when it exists, else build it atomically."""
+        base_dir.mkdir(parents=True, exist_ok=True)
+        target = base_dir / f"index-{fingerprint}"
+        if not (target / "READY").exists():
+            tmp = Path(tempfile.mkdtemp(prefix="index-build-", dir=base_dir))
+            ix = windex.create_in(str(tmp), _schema())
+            writer = ix.writer(limitmb=256)
+            for d in docs:
+                writer.add_document(
+                    slug=d.slug,
+                    tmpl=" ".join(t for m in d.messages for t in template_tokens(m) if t not in _PLACEHOLDERS),
+                    title=" ".join(normalize_text(d.title)),
+                    sqlstate=" ".join(d.sqlstates),
+                    tags=" ".join(d.tags),
+                    prose=d.prose,
+                )
+            writer.commit()
+            (tmp / "READY").write_text(fingerprint)
+            try:
+                os.rename(tmp, target)
+            except OSError:  # another process built it first
+                shutil.rmtree(tmp, ignore_errors=True)
+            for old in base_dir.glob("index-*"):
+                if old.name != target.name and (old / "READY").exists():
+                    shutil.rmtree(old, ignore_errors=True)
+        return cls(target, docs)
+
+    def _build_tables(self, docs: list[Doc]) -> None:
+        freq: dict[str, int] = {}
+        parsed = []
+        for d in docs:
+            for code in d.sqlstates:
+                self._sqlstates.setdefault(code, []).append(d.slug)
+            for m in d.messages:
+                toks = template_tokens(m)
+                literals = [t for t in toks if t not in _PLACEHOLDERS]
+                parsed.append((d.slug, m, toks, literals))
+                for t in set(literals):
+                    freq[t] = freq.get(t, 0) + 1
+        for slug, message, toks, literals in parsed:
+            regex = template_regex(toks)
+            if regex is None or not literals:
+                continue
+            anchor = min(set(literals), key=lambda t: (freq[t], t))
+            self._anchors.setdefault(anchor, []).append(len(self._templates))
+            self._templates.append(_Template(slug, message, regex, len(literals)))
+
+    # --- searching ----------------------------------------------------------------------------
+    def _searcher(self):
+        s = getattr(self._local, "searcher", None)
+        if s is None:
+            s = self._local.searcher = self._ix.searcher()
+        return s
+
+    def template_hits(self, tokens: list[str]) -> dict[str, tuple[str, int, tuple[int, int]]]:
+        """slug -> (message, literal count, span) of the most specific template found in the tokens."""
+        joined = " " + " ".join(tokens) + " "
+        found: dict[str, tuple[str, int, tuple[int, int]]] = {}
+        for tok in set(tokens):
+            for idx in self._anchors.get(tok, ()):
+                t = self._templates[idx]
+                m = t.regex.search(joined)
+                if m and (t.slug not in found or found[t.slug][1] < t.literal_count):
+                    found[t.slug] = (t.message, t.literal_count, m.span())
+        return found
+
+    def prose_hits(self, tokens: list[str], limit: int) -> dict[str, float]:
+        """BM25F scores over the short fields, for the paste's words the index knows."""
+        terms, seen = [], set()
+        for tok in tokens:
+            if tok in _PLACEHOLDERS or tok in STOP_WORDS or len(tok) < 2 or tok in seen:
+                continue
+            seen.add(tok)
+            for field in ("tmpl", "title", "tags"):
+                if tok in self._lexicon[field]:
+                    terms.append(Term(field, tok))
+            for stemmed in (t.text for t in self._stem(tok)):
+                if stemmed in self._lexicon["prose"]:
+                    terms.append(Term("prose", stemmed))
+            if len(terms) >= MAX_QUERY_TERMS:
+                break
+        if not terms:
+            return {}
+        results = self._searcher().search(Or(terms), limit=limit)
+        return {hit["slug"]: hit.score for hit in results}
+
+    def search(self, text: str, limit: int = 10) -> list[dict]:
+        """Ranked hits: [{slug, score, matched}] with exact evidence far above prose."""
+        tokens = normalize_text(text)
+        templates = self.template_hits(tokens)
+        codes = [c for c in sqlstates_in(text) if c in self._sqlstates]
+        prose = self.prose_hits(tokens, limit=max(limit, 20))
+        scores: dict[str, float] = {}
+        matched: dict[str, str | None] = {}
+        spans = {slug: v[2] for slug, v in templates.items()}
+        for slug, (message, literal_count, span) in templates.items():
+            inside = any(o != slug and o_span[0] <= span[0] and span[1] <= o_span[1] and o_span != span
+                         for o, o_span in spans.items())
+            scores[slug] = (CONTAINED_BONUS if inside else TEMPLATE_BONUS) + 10.0 * literal_count
+            matched[slug] = message
+        for code in codes:
+            for slug in self._sqlstates[code]:
+                scores[slug] = scores.get(slug, 0.0) + SQLSTATE_BONUS
+                matched.setdefault(slug, f"SQLSTATE {code}")
+        for slug, score in prose.items():
+            scores[slug] = scores.get(slug, 0.0) + min(score, PROSE_CAP)
+            matched.setdefault(slug, None)
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [{"slug": s, "score": round(sc, 2), "matched": matched[s]} for s, sc in ranked]

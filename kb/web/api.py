@@ -1,0 +1,153 @@
+"""The versioned JSON API under /api/v1 (described by /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kb.errors import ApiError, BadRequest
+from kb.web import auth
+from kb.web.errors import validation_errors
+from kb.web.present import json_response, service
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+class SearchBody(BaseModel):
+    """POST /api/v1/search."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, description="Pasted error text, logs or stack trace")
+    limit: int = Field(default=10, ge=1, le=50)
+
+
+class StartRunBody(BaseModel):
+    """POST /api/v1/runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    runbook: str = Field(min_length=1, max_length=100)
+    target: str = Field(min_length=1, max_length=100)
+    params: dict[str, Any] = {}
+    auto: bool = Field(default=False, description="Run diagnostics until the first question, action or conclusion")
+
+
+class AdvanceBody(BaseModel):
+    """POST /api/v1/runs/<id>/advance."""
+
+    model_config = ConfigDict(extra="forbid")
+    answer: str | None = Field(default=None, max_length=100)
+    confirm: bool | None = None
+    auto: bool = False
+
+
+def body(model: type[BaseModel], allow_empty: bool = False) -> BaseModel:
+    """The request's JSON body validated by `model`; 415/400 in the one error shape otherwise."""
+    raw = request.get_data(cache=True)
+    if not raw.strip() and allow_empty:
+        return model()
+    if not request.is_json:
+        raise ApiError(415, "send a JSON body with Content-Type: application/json")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise BadRequest("the body is not valid JSON")
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest("invalid request body", validation_errors(exc)) from None
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "10")
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest("limit must be an integer", [{"field": "limit", "reason": "an integer 1..50"}]) from None
+
+
+@bp.get("/search")
+def search_get():
+    auth.rate_limit("search")
+    return json_response(service().search_text(request.args.get("q", ""), limit=_limit()))
+
+
+@bp.post("/search")
+def search_post():
+    auth.rate_limit("search")
+    b = body(SearchBody)
+    return json_response(service().search_text(b.text, limit=b.limit))
+
+
+@bp.get("/entries")
+def entries():
+    args = {k: request.args.get(k) or None for k in ("engine", "tag", "sqlstate")}
+    return json_response(service().entries(**args))
+
+
+@bp.get("/entries/<slug>")
+def entry(slug: str):
+    return json_response(service().entry(slug))
+
+
+@bp.get("/runbooks")
+def runbooks():
+    return json_response(service().runbooks())
+
+
+@bp.get("/runbooks/<rid>")
+def runbook(rid: str):
+    return json_response(service().runbook(rid))
+
+
+@bp.get("/targets")
+def targets():
+    ident = auth.current()
+    return json_response(service().runs.targets_for(ident))
+
+
+@bp.get("/runs")
+def runs_list():
+    auth.require("reader")
+    return json_response(service().runs.recent(limit=_limit()))
+
+
+@bp.post("/runs")
+def runs_start():
+    b = body(StartRunBody)
+    ident = auth.require("operator")
+    auth.rate_limit("runs")
+    run = service().runs.start(b.runbook, b.target, b.params, ident, auto=b.auto)
+    resp = json_response(run, status=201)
+    resp.headers["Location"] = f"/api/v1/runs/{run['id']}"
+    return resp
+
+
+@bp.get("/runs/<run_id>")
+def runs_get(run_id: str):
+    auth.require("reader")
+    return json_response(service().runs.get(run_id))
+
+
+@bp.post("/runs/<run_id>/advance")
+def runs_advance(run_id: str):
+    b = body(AdvanceBody, allow_empty=True)
+    ident = auth.require("operator")
+    return json_response(service().runs.advance(run_id, ident, answer=b.answer, confirm=b.confirm, auto=b.auto))
+
+
+@bp.get("/runs/<run_id>/transcript")
+def runs_transcript(run_id: str):
+    from flask import Response
+
+    auth.require("reader")
+    return Response(service().runs.transcript(run_id), mimetype="text/markdown; charset=utf-8")
+
+
+@bp.get("/openapi.json")
+def openapi():
+    from kb.openapi import spec
+
+    return json_response(spec())

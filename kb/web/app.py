@@ -1,0 +1,53 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from kb.service import Service
+from kb.settings import Config, load_config
+
+STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
+
+
+def _secret_key(cfg: Config) -> str:
+    if cfg.secret_key:
+        return cfg.secret_key
+    path = cfg.instance_path / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(config: Config | dict | None = None) -> Flask:
+    """Build the app; raises ContentInvalid (every problem) when content does not validate."""
+    cfg = config if isinstance(config, Config) else load_config(config)
+    app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static",
+                instance_path=str(cfg.instance_path))
+    app.config.update(
+        SECRET_KEY=_secret_key(cfg),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="kb_session",
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=256 * 1024,
+    )
+    logging.getLogger("kb").setLevel(cfg.log_level)
+    app.extensions["kb"] = Service.from_config(cfg)
+    app.extensions["kb_config"] = cfg
+
+    from kb.web import api, auth, chat, errors, pages, runs
+
+    errors.register(app)
+    auth.register(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(runs.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(chat.bp)
+    return app

@@ -1,0 +1,7 @@
+"""Slack-compatible slash command endpoint (POST /chat/slack)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("chat", __name__)

@@ -1,0 +1,73 @@
+"""HTML pages of the knowledge base (and their .json twins): home, search, entries, runbooks."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from kb.web.present import present, service
+
+bp = Blueprint("pages", __name__, template_folder="../templates")
+
+
+@bp.get("/")
+@bp.get("/index.json")
+def index():
+    svc = service()
+    data = svc.entries()
+    data["runbooks"] = svc.runbooks()["runbooks"]
+    return present("pages/index.html", data, json_path="/index.json", cache_key="index")
+
+
+@bp.get("/search")
+@bp.get("/search.json")
+def search():
+    q = request.args.get("q", "")
+    if not q.strip() and not request.path.endswith(".json"):
+        return present("pages/search.html", {"query": "", "count": 0, "results": []})
+    data = service().search_text(q, limit=_limit())
+    return present("pages/search.html", data)
+
+
+def _limit() -> int:
+    from kb.errors import BadRequest
+
+    raw = request.args.get("limit", "10")
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest("limit must be an integer", [{"field": "limit", "reason": "an integer 1..50"}]) from None
+
+
+@bp.get("/errors")
+@bp.get("/errors.json")
+def entries():
+    args = {k: request.args.get(k) or None for k in ("engine", "tag", "sqlstate")}
+    data = service().entries(**args)
+    return present("pages/entries.html", data)
+
+
+@bp.get("/errors/<slug>")
+@bp.get("/errors/<slug>.json")
+def entry(slug: str):
+    data = service().entry(slug)
+    return present("pages/entry.html", data, json_path=f"/errors/{slug}.json", cache_key=f"entry:{slug}")
+
+
+@bp.get("/runbooks")
+@bp.get("/runbooks.json")
+def runbooks():
+    return present("pages/runbooks.html", service().runbooks(), cache_key="runbooks")
+
+
+@bp.get("/runbooks/<rid>")
+@bp.get("/runbooks/<rid>.json")
+def runbook(rid: str):
+    return present("pages/runbook.html", service().runbook(rid), json_path=f"/runbooks/{rid}.json",
+                   cache_key=f"runbook:{rid}")
+
+
+@bp.get("/healthz")
+def healthz():
+    from kb.web.present import json_response
+
+    return json_response({"ok": True})

@@ -1,0 +1,42 @@
+"""Presenting service data: the same dict as a page or as JSON, with a render-once cache."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response, current_app, render_template, request
+
+from kb.service import Service
+
+
+def service() -> Service:
+    """The process's service layer."""
+    return current_app.extensions["kb"]
+
+
+def json_response(data, status: int = 200) -> Response:
+    """Compact JSON response."""
+    return Response(json.dumps(data, ensure_ascii=False, separators=(",", ":")), status=status,
+                    mimetype="application/json")
+
+
+def present(template: str, data: dict, json_path: str | None = None, cache_key: str | None = None, **context) -> Response:
+    """Render `data` as JSON at `.json` paths, else as `template`; immutable pages render once."""
+    as_json = request.path.endswith(".json")
+    cache = current_app.extensions.setdefault("kb_page_cache", {})
+    key = (cache_key, as_json) if cache_key else None
+    if key is not None and key in cache:
+        body, mimetype = cache[key]
+        resp = Response(body, mimetype=mimetype)
+    elif as_json:
+        resp = json_response(data)
+    else:
+        resp = Response(render_template(template, data=data, **context), mimetype="text/html")
+    if key is not None and key not in cache:
+        cache[key] = (resp.get_data(), resp.mimetype)
+    if not as_json:
+        alt = json_path or (request.path.rstrip("/") or "/index") + ".json"
+        if request.query_string:
+            alt += "?" + request.query_string.decode("latin-1")
+        resp.headers["Link"] = f'<{alt}>; rel="alternate"; type="application/json"'
+    return resp
