@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+TAG_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 SQLSTATE_RE = re.compile(r"^[0-9A-Z]{5}$")
 
 # Body sections in the order pages show them; `required` ones must be present.
@@ -77,12 +78,20 @@ class EntryMeta(BaseModel):
                 raise ValueError(f"message template {msg!r} is too short to identify an error")
         return value
 
-    @field_validator("related", "runbooks", "tags")
+    @field_validator("related", "runbooks")
     @classmethod
     def _slugs(cls, value: list[str]) -> list[str]:
         for item in value:
             if not SLUG_RE.match(item):
                 raise ValueError(f"{item!r} is not a lowercase-hyphenated name")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not TAG_RE.match(item):
+                raise ValueError(f"tag {item!r}: lowercase letters, digits, '-' and '_'")
         return value
 
 

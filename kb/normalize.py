@@ -12,7 +12,9 @@ _TIMESTAMP = re.compile(
     r"\b\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)?(?:\s?(?:Z|UTC|GMT|[A-Z]{3,4}|[+-]\d{2}:?\d{2}))?\b"
     r"|\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b"
 )
-_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.){0,200}"|\'(?:[^\'\\\n]|\\.){0,200}\'|`[^`\n]{0,200}`|«[^»\n]{0,200}»')
+# Only word-like quoted text is a variable part ("users_pkey", 'abc'); a quoted sentence, such as a
+# message inside a JSON string, keeps its words.
+_QUOTED = re.compile(r'\\?"[^"\s\\]{0,80}\\?"|\'[^\'\s]{0,80}\'|`[^`\s]{0,80}`|«[^»\s]{0,80}»')
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
 _IPV6 = re.compile(r"\[?\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\b\]?", re.I)
 _HOSTNAME = re.compile(r"\b(?:[a-z0-9-]+\.){2,}[a-z]{2,}(?::\d+)?\b", re.I)

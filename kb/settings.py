@@ -48,6 +48,7 @@ SETTINGS: list[Setting] = [
     Setting("KB_LOCK_TIMEOUT_MS", "lock_timeout_ms", 1000, int, "lock_timeout of diagnostic and action steps."),
     Setting("KB_IDLE_TIMEOUT_MS", "idle_timeout_ms", 10000, int, "idle_in_transaction_session_timeout of the tool's own sessions."),
     Setting("KB_TARGET_CAP", "target_cap", 1, int, "Default connections per target shared by all runs of a process."),
+    Setting("KB_TARGET_IDLE_SECONDS", "target_idle_seconds", 2.0, float, "Seconds an idle connection to a target is kept for the next step (0 closes it after every step)."),
     Setting("KB_BUSY_TIMEOUT", "busy_timeout", 10.0, float, "Seconds a step waits for a free connection slot before a `busy` outcome."),
     Setting("KB_MAX_ROWS", "max_rows", 200, int, "Rows kept per step result (the rest is counted, not stored)."),
     Setting("KB_MAX_STEPS", "max_steps", 50, int, "Steps a run may execute before it stops."),

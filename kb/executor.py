@@ -1,0 +1,255 @@
+"""Owns psycopg for diagnosed targets: capped connections, read-only steps with timeouts, actions.
+
+A hand-written pool rather than psycopg_pool: when a target refuses connections, psycopg_pool retries
+in the background and the caller only sees PoolTimeout, losing the server's message that the engine
+classifies ("sorry, too many clients already" vs "remaining connection slots are reserved ...").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import ipaddress
+import math
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psycopg
+
+from kb.targets import Target
+
+APP_NAME = "kb"
+
+
+class Busy(Exception):
+    """Every connection this process may open to the target is in use."""
+
+    def __init__(self, target: str, cap: int, waited: float):
+        super().__init__(f"all {cap} connection(s) kb may open to target {target!r} are in use by other runs "
+                         f"(waited {waited:.1f} s)")
+
+
+class NoReservedConnection(Exception):
+    """A step asked for the reserved-slot connection and the target defines none."""
+
+    def __init__(self, target: str):
+        super().__init__(f"target {target!r} has no reserved_dsn configured (a role that may use reserved slots)")
+
+
+@dataclass
+class Timeouts:
+    """Limits applied to every statement of a step."""
+
+    connect_s: int = 3
+    statement_ms: int = 5000
+    lock_ms: int = 1000
+    idle_ms: int = 10000
+
+
+@dataclass
+class StepResult:
+    """What a statement returned, ready to store as JSON."""
+
+    columns: list[str] = field(default_factory=list)
+    rows: list[list] = field(default_factory=list)  # every row, JSON-safe (conditions see them all)
+    row_count: int = 0
+    server_version: int | None = None
+    duration_ms: float = 0.0
+    status: str = ""
+
+
+def jsonable(value):
+    """A database value as JSON-safe data (numbers stay numbers for conditions)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (uuid.UUID, ipaddress._BaseAddress, ipaddress._BaseNetwork)):
+        return str(value)
+    return str(value)
+
+
+class TargetPool:
+    """At most `cap` connections to one target for the whole process; idle ones closed after a while."""
+
+    def __init__(self, target: Target, timeouts: Timeouts, idle_seconds: float):
+        self.target = target
+        self.timeouts = timeouts
+        self.idle_seconds = idle_seconds
+        self._slots = threading.BoundedSemaphore(target.cap)
+        self._idle: list[tuple[psycopg.Connection, float]] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def _connect(self, reserved: bool) -> psycopg.Connection:
+        t = self.target
+        dsn = t.reserved_dsn if reserved else t.dsn
+        if reserved and not dsn:
+            raise NoReservedConnection(t.name)
+        kwargs = {"connect_timeout": max(2, self.timeouts.connect_s), "application_name": APP_NAME}
+        if t.kind == "pgbouncer":
+            return psycopg.connect(dsn, autocommit=True, cursor_factory=psycopg.ClientCursor, **kwargs)
+        conn = psycopg.connect(dsn, autocommit=False, prepare_threshold=None, **kwargs)
+        conn.read_only = True
+        return conn
+
+    @contextmanager
+    def connection(self, busy_timeout: float, reserved: bool = False):
+        """A connection of this target's cap; raises Busy after `busy_timeout` seconds of waiting."""
+        start = time.monotonic()
+        if not self._slots.acquire(timeout=busy_timeout):
+            raise Busy(self.target.name, self.target.cap, time.monotonic() - start)
+        conn = None
+        try:
+            conn = None if reserved else self._take()
+            if conn is None:
+                conn = self._connect(reserved)
+            yield conn
+        except BaseException:
+            if conn is not None:
+                conn.close()
+                conn = None
+            raise
+        finally:
+            if conn is not None:
+                self._give_back(conn, keep=not reserved)
+            self._slots.release()
+
+    def _take(self):
+        with self._lock:
+            while self._idle:
+                conn, _ = self._idle.pop()
+                if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    return conn
+                conn.close()
+        return None
+
+    def _give_back(self, conn: psycopg.Connection, keep: bool) -> None:
+        healthy = not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if not (keep and healthy and self.idle_seconds > 0):
+            conn.close()
+            return
+        with self._lock:
+            self._idle.append((conn, time.monotonic()))
+            if self._timer is None:
+                self._timer = threading.Timer(self.idle_seconds, self._sweep)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _sweep(self) -> None:
+        with self._lock:
+            self._timer = None
+            now = time.monotonic()
+            keep = []
+            for conn, since in self._idle:
+                if now - since >= self.idle_seconds - 0.01:
+                    conn.close()
+                else:
+                    keep.append((conn, since))
+            self._idle = keep
+            if keep:
+                self._timer = threading.Timer(self.idle_seconds, self._sweep)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def close(self) -> None:
+        """Close every idle connection now."""
+        with self._lock:
+            for conn, _ in self._idle:
+                conn.close()
+            self._idle = []
+
+
+class Executor:
+    """Runs step SQL against targets through their pools."""
+
+    def __init__(self, targets: dict[str, Target], timeouts: Timeouts, busy_timeout: float, idle_seconds: float):
+        self.targets = targets
+        self.timeouts = timeouts
+        self.busy_timeout = busy_timeout
+        self.pools = {name: TargetPool(t, timeouts, idle_seconds) for name, t in targets.items()}
+
+    def pick_sql(self, step, version: int | None) -> str:
+        """The step's SQL for the server's major version (variants apply from their min_version)."""
+        sql = step.sql
+        if version:
+            major = version // 10000
+            for v in sorted(step.variants, key=lambda v: v.min_version):
+                if major >= v.min_version:
+                    sql = v.sql
+        return sql
+
+    def run(self, target_name: str, step, params: dict, *, write: bool = False, sql: str | None = None,
+            reserved: bool = False, statement_ms: int | None = None, label: str = APP_NAME) -> tuple[str, StepResult]:
+        """Execute a step's SQL (read-only unless `write`); returns (SQL as run, result). Raises psycopg errors."""
+        pool = self.pools[target_name]
+        with pool.connection(self.busy_timeout, reserved=reserved) as conn:
+            version = conn.info.server_version if pool.target.kind == "postgresql" else None
+            text = sql if sql is not None else self.pick_sql(step, version)
+            t0 = time.perf_counter()
+            if pool.target.kind == "pgbouncer":
+                result = self._fetch(conn.execute(text), None)
+            else:
+                result = self._in_transaction(conn, text, params, write, statement_ms, label)
+            result.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
+            result.server_version = version
+            return text, result
+
+    def _in_transaction(self, conn, sql, params, write, statement_ms, label) -> StepResult:
+        t = self.timeouts
+        conn.read_only = not write
+        try:
+            with conn.cursor() as cur:
+                # set_config(..., true) is SET LOCAL; the snapshot it takes also means a step cannot
+                # switch the transaction to read-write ("must be set before any query").
+                cur.execute(
+                    "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true),"
+                    " set_config('idle_in_transaction_session_timeout', %s, true),"
+                    " set_config('application_name', %s, true)",
+                    (str(statement_ms or t.statement_ms), str(t.lock_ms), str(t.idle_ms), label[:63]))
+                cur.execute(sql, params)
+                result = self._fetch(cur, cur.rowcount)
+            if write:
+                conn.commit()
+            else:
+                conn.rollback()
+            return result
+        except BaseException:
+            if not conn.closed:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    conn.close()
+            raise
+        finally:
+            if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                conn.read_only = True
+
+    @staticmethod
+    def _fetch(cur, rowcount) -> StepResult:
+        if cur.description is None:
+            return StepResult(row_count=max(cur.rowcount, 0), status=cur.statusmessage or "")
+        cols = [d.name for d in cur.description]
+        rows = [[jsonable(v) for v in row] for row in cur.fetchall()]
+        return StepResult(cols, rows, len(rows), status=cur.statusmessage or "")
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()

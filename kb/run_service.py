@@ -1,0 +1,141 @@
+"""Runs as the surfaces see them: access checks per target, run views and Markdown transcripts."""
+
+from __future__ import annotations
+
+import logging
+
+from kb.errors import ApiError, BadRequest, NotFound
+from kb.executor import Executor, Timeouts
+from kb.run_engine import Engine
+from kb.run_store import RunStore
+from kb.runbook_model import ActionStep, QuestionStep
+from kb.targets import load_targets
+from kb.transcript import transcript
+
+log = logging.getLogger("kb")
+
+
+class RunService:
+    """Starts, advances and shows runs; every decision about who may do what on which target is here."""
+
+    def __init__(self, config, catalog, service):
+        self.config = config
+        self.catalog = catalog
+        self.targets = load_targets(config)
+        self.store = RunStore(config.store_url, config.instance_path)
+        timeouts = Timeouts(config.connect_timeout, config.statement_timeout_ms, config.lock_timeout_ms,
+                            config.idle_timeout_ms)
+        self.executor = Executor(self.targets, timeouts, config.busy_timeout, config.target_idle_seconds)
+        self.engine = Engine(catalog.runbooks, self.store, self.executor, max_rows=config.max_rows,
+                             max_steps=config.max_steps, search=service.search, entries=catalog.entries)
+
+    # --- access ----------------------------------------------------------------------------------
+    def targets_for(self, ident) -> dict:
+        """Targets the identity may run against (names and descriptions only)."""
+        items = [t.public() for t in self.targets.values() if ident.role in t.roles]
+        return {"count": len(items), "targets": items}
+
+    def _target(self, name: str, ident):
+        t = self.targets.get(name)
+        if t is None or ident.role not in t.roles:
+            # unknown and forbidden look the same: target names are not disclosed to those who cannot use them
+            raise NotFound(f"target {name!r}")
+        return t
+
+    # --- runs ------------------------------------------------------------------------------------
+    def start(self, runbook: str, target: str, params: dict, ident, auto: bool = False) -> dict:
+        """Start a run as `ident` (an operator allowed on the target)."""
+        rb = self.catalog.runbooks.get(runbook)
+        if rb is None:
+            raise NotFound(f"runbook {runbook!r}")
+        t = self._target(target, ident)
+        if t.kind != rb.target_kind:
+            raise BadRequest(f"runbook {runbook!r} needs a {rb.target_kind} target; {target!r} is {t.kind}",
+                             [{"field": "target", "reason": f"a {rb.target_kind} target"}])
+        run = self.engine.start(runbook, target, params, ident.name, auto=auto)
+        log.info("run %s started by %s: %s on %s", run["id"], ident.name, runbook, target)
+        return self.view(run)
+
+    def advance(self, run_id: str, ident, answer=None, confirm=None, auto=False) -> dict:
+        """Advance a run; confirming an action needs the admin role."""
+        run = self.engine.load(run_id)
+        self._target(run["target"], ident)
+        rb = self.catalog.runbooks[run["runbook"]]
+        current = rb.steps.get(run["state"].get("current") or "")
+        if isinstance(current, ActionStep) and confirm and not ident.can("admin"):
+            self.store.audit(run_id, ident.name, "confirm-refused", {"step": run["state"]["current"], "role": ident.role})
+            raise ApiError(403, f"{ident.name} has the {ident.role} role; confirming an action needs admin",
+                           [{"field": "confirm", "reason": "needs admin"}])
+        run = self.engine.advance(run_id, ident.name, answer=answer, confirm=confirm, auto=auto)
+        return self.view(run)
+
+    def get(self, run_id: str) -> dict:
+        return self.view(self.engine.load(run_id))
+
+    def audit(self, run_id: str) -> list[dict]:
+        self.engine.load(run_id)
+        return self.store.audit_trail(run_id)
+
+    def recent(self, limit: int = 50) -> dict:
+        if not 1 <= limit <= 200:
+            raise BadRequest("limit must be between 1 and 200", [{"field": "limit", "reason": "1..200"}])
+        items = self.store.recent(limit)
+        for r in items:
+            r["url"] = f"/runs/{r['id']}"
+        return {"count": len(items), "runs": items}
+
+    def transcript(self, run_id: str) -> str:
+        return transcript(self.view(self.engine.load(run_id)))
+
+    # --- presentation ----------------------------------------------------------------------------
+    def view(self, run: dict) -> dict:
+        """The run as plain data for pages, API and chat."""
+        rb = self.catalog.runbooks.get(run["runbook"])
+        state = run["state"]
+        current = None
+        if run["status"] == "active" and rb is not None and state.get("current"):
+            step = rb.steps[state["current"]]
+            current = {"id": state["current"], "kind": step.kind, "title": step.title, "purpose": step.purpose,
+                       "waiting_for": state["waiting"]}
+            if isinstance(step, QuestionStep):
+                current["question"] = step.question
+                current["answers"] = [{"value": a.value, "label": a.label} for a in step.answers]
+            elif isinstance(step, ActionStep):
+                current["sql"] = step.sql
+                current["preview"] = state.get("pending")
+            else:
+                current["sql"] = self.executor.pick_sql(step, None)
+        if state.get("failure") and state["failure"].get("entry") is None and state["failure"].get("message"):
+            pass
+        summary = self._summary(run, state, current)
+        return {
+            "id": run["id"],
+            "runbook": {"id": run["runbook"], "title": rb.title if rb else run["runbook"], "url": f"/runbooks/{run['runbook']}"},
+            "target": run["target"],
+            "params": state["params"],
+            "status": run["status"],
+            "created_by": run["created_by"],
+            "created_at": run["created_at"],
+            "updated_at": run.get("updated_at") or run["created_at"],
+            "current": current,
+            "conclusion": state.get("conclusion"),
+            "failure": state.get("failure"),
+            "steps": run["steps"],
+            "summary": summary,
+            "links": {"self": f"/api/v1/runs/{run['id']}", "page": f"/runs/{run['id']}",
+                      "transcript": f"/api/v1/runs/{run['id']}/transcript"},
+        }
+
+    @staticmethod
+    def _summary(run, state, current) -> str:
+        if run["status"] == "finished" and state.get("conclusion"):
+            return f"Concluded: {state['conclusion']['verdict']}"
+        if run["status"] == "failed" and state.get("failure"):
+            f = state["failure"]
+            return f"Failed: {f.get('condition')}: {f.get('message')}"
+        if run["status"] == "stopped":
+            return f"Stopped: {(state.get('failure') or {}).get('message')}"
+        if current is None:
+            return run["status"]
+        verb = {"answer": "Waiting for an answer", "confirm": "Waiting for confirmation", "run": "Ready to run"}
+        return f"{verb.get(current['waiting_for'], 'At')}: {current['title']}"

@@ -1,0 +1,222 @@
+"""Run store: runs, their steps, the audit trail and API tokens. SQLite (WAL) or PostgreSQL.
+
+Every write that finishes a step is one transaction, so a killed server loses no finished step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from kb.errors import RunStateError
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, runbook TEXT NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL,
+    created_by TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    version INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
+CREATE TABLE IF NOT EXISTS run_steps (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq));
+CREATE TABLE IF NOT EXISTS audit (
+    id {serial} PRIMARY KEY, run_id TEXT, at TEXT NOT NULL, actor TEXT NOT NULL, event TEXT NOT NULL,
+    detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_run ON audit (run_id);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL, revoked_at TEXT);
+"""
+
+
+def now() -> str:
+    """UTC timestamp, ISO 8601 with milliseconds."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Backend:
+    placeholder = "?"
+
+    def q(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", "%s")
+
+
+class _Sqlite(_Backend):
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+        self._conn().executescript(_TABLES.format(serial="INTEGER"))
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    class _Tx:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __enter__(self):
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn.cursor()
+
+        def __exit__(self, et, ev, tb):
+            self.conn.execute("COMMIT" if et is None else "ROLLBACK")
+            return False
+
+    def tx(self):
+        return self._Tx(self._conn())
+
+
+class _Postgres(_Backend):
+    placeholder = "%s"
+
+    def __init__(self, url: str):
+        from psycopg_pool import ConnectionPool  # the store is an ordinary app database: pooling fits
+
+        self.pool = ConnectionPool(url, min_size=1, max_size=4, open=True,
+                                   kwargs={"application_name": "kb-store", "autocommit": False})
+        with self.pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(424242)")
+            for stmt in _TABLES.format(serial="BIGSERIAL").split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+
+    class _Tx:
+        def __init__(self, pool):
+            self.pool = pool
+
+        def __enter__(self):
+            self.cm = self.pool.connection()
+            self.conn = self.cm.__enter__()
+            return self.conn.cursor()
+
+        def __exit__(self, et, ev, tb):
+            return self.cm.__exit__(et, ev, tb)
+
+    def tx(self):
+        return self._Tx(self.pool)
+
+
+class RunStore:
+    """Runs, steps, audit and tokens behind one small API."""
+
+    def __init__(self, url: str | None, instance: Path):
+        self.backend = _Postgres(url) if url else _Sqlite(instance / "runs.sqlite3")
+        self.kind = "postgresql" if url else "sqlite"
+
+    def _exec(self, cur, sql: str, args=()):
+        cur.execute(self.backend.q(sql), args)
+        return cur
+
+    # --- runs ------------------------------------------------------------------------------------
+    def create_run(self, run: dict, state: dict, actor: str) -> None:
+        """Insert a new run (version 1) with its audit line."""
+        with self.backend.tx() as cur:
+            self._exec(cur, "INSERT INTO runs (id, runbook, target, status, created_by, created_at, updated_at,"
+                            " version, state) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                       (run["id"], run["runbook"], run["target"], run["status"], actor, run["created_at"],
+                        run["created_at"], json.dumps(state)))
+            self._audit(cur, run["id"], actor, "start", {"runbook": run["runbook"], "target": run["target"],
+                                                         "params": state.get("params")})
+
+    def commit_step(self, run_id: str, version: int, status: str, state: dict, step: dict | None,
+                    actor: str, event: str, detail: dict | None = None) -> int:
+        """Store a finished step and the run's new state atomically; 409 if someone else advanced it."""
+        with self.backend.tx() as cur:
+            self._exec(cur, "UPDATE runs SET status = ?, state = ?, updated_at = ?, version = version + 1"
+                            " WHERE id = ? AND version = ?",
+                       (status, json.dumps(state), now(), run_id, version))
+            if cur.rowcount != 1:
+                raise RunStateError("the run was advanced by another request; reload it")
+            if step is not None:
+                self._exec(cur, "INSERT INTO run_steps (run_id, seq, data) VALUES (?, ?, ?)",
+                           (run_id, step["seq"], json.dumps(step)))
+            self._audit(cur, run_id, actor, event, detail or {})
+        return version + 1
+
+    def load_run(self, run_id: str) -> dict | None:
+        """Header, state and steps of a run, or None."""
+        with self.backend.tx() as cur:
+            row = self._exec(cur, "SELECT id, runbook, target, status, created_by, created_at, updated_at, version,"
+                                  " state FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            steps = self._exec(cur, "SELECT data FROM run_steps WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
+        keys = ("id", "runbook", "target", "status", "created_by", "created_at", "updated_at", "version")
+        run = dict(zip(keys, row[:8]))
+        run["state"] = json.loads(row[8])
+        run["steps"] = [json.loads(s[0]) for s in steps]
+        return run
+
+    def recent(self, limit: int = 50) -> list[dict]:
+        """Newest runs first, headers only."""
+        with self.backend.tx() as cur:
+            rows = self._exec(cur, "SELECT id, runbook, target, status, created_by, created_at, updated_at, state"
+                                   " FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        out = []
+        for r in rows:
+            state = json.loads(r[7])
+            out.append({"id": r[0], "runbook": r[1], "target": r[2], "status": r[3], "created_by": r[4],
+                        "created_at": r[5], "updated_at": r[6], "verdict": (state.get("conclusion") or {}).get("verdict")})
+        return out
+
+    # --- audit -----------------------------------------------------------------------------------
+    def _audit(self, cur, run_id, actor, event, detail) -> None:
+        self._exec(cur, "INSERT INTO audit (run_id, at, actor, event, detail) VALUES (?, ?, ?, ?, ?)",
+                   (run_id, now(), actor, event, json.dumps(detail)))
+
+    def audit(self, run_id: str | None, actor: str, event: str, detail: dict) -> None:
+        """Record an event that is not a step (e.g. a refused confirmation, a token change)."""
+        with self.backend.tx() as cur:
+            self._audit(cur, run_id, actor, event, detail)
+
+    def audit_trail(self, run_id: str) -> list[dict]:
+        """Every audit line of a run, oldest first."""
+        with self.backend.tx() as cur:
+            rows = self._exec(cur, "SELECT at, actor, event, detail FROM audit WHERE run_id = ? ORDER BY id",
+                              (run_id,)).fetchall()
+        return [{"at": r[0], "actor": r[1], "event": r[2], "detail": json.loads(r[3])} for r in rows]
+
+    # --- tokens ----------------------------------------------------------------------------------
+    def add_token(self, token_id: str, name: str, role: str, digest: str) -> None:
+        with self.backend.tx() as cur:
+            self._exec(cur, "INSERT INTO tokens (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                       (token_id, name, role, digest, now()))
+            self._audit(cur, None, "cli", "token-create", {"id": token_id, "name": name, "role": role})
+
+    def token_by_hash(self, digest: str) -> dict | None:
+        with self.backend.tx() as cur:
+            row = self._exec(cur, "SELECT id, name, role, revoked_at FROM tokens WHERE hash = ?", (digest,)).fetchone()
+        if row is None or row[3] is not None:
+            return None
+        return {"id": row[0], "name": row[1], "role": row[2]}
+
+    def token_exists(self, token_id: str) -> bool:
+        with self.backend.tx() as cur:
+            row = self._exec(cur, "SELECT 1 FROM tokens WHERE id = ? AND revoked_at IS NULL", (token_id,)).fetchone()
+        return row is not None
+
+    def revoke_token(self, key: str) -> int:
+        """Revoke tokens by id or name; returns how many."""
+        with self.backend.tx() as cur:
+            n = self._exec(cur, "UPDATE tokens SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL",
+                           (now(), key, key)).rowcount
+            self._audit(cur, None, "cli", "token-revoke", {"key": key, "count": n})
+        return n
+
+    def tokens(self) -> list[dict]:
+        with self.backend.tx() as cur:
+            rows = self._exec(cur, "SELECT id, name, role, created_at, revoked_at FROM tokens ORDER BY created_at").fetchall()
+        return [dict(zip(("id", "name", "role", "created_at", "revoked_at"), r)) for r in rows]
+
+    def has_active_tokens(self) -> bool:
+        with self.backend.tx() as cur:
+            return self._exec(cur, "SELECT 1 FROM tokens WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
