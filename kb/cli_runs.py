@@ -1,1 +1,187 @@
 """`kb run`, `kb token` and `kb sandbox`: the CLI commands about runs, identities and scenarios."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from kb.cli import cli
+from kb.settings import load_config
+
+
+def _service():
+    from kb.service import Service
+
+    return Service.from_config(load_config())
+
+
+def _table(columns, rows, limit=20) -> None:
+    if not columns:
+        return
+    cells = [[("" if v is None else str(v))[:60] for v in r] for r in rows[:limit]]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    click.echo("  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    click.echo("  " + "  ".join("-" * w for w in widths))
+    for r in cells:
+        click.echo("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    if len(rows) > limit:
+        click.echo(f"  ... {len(rows) - limit} more rows")
+
+
+def _show_step(s: dict) -> None:
+    click.secho(f"\n{s['seq']}. {s['title']}  [{s['kind']}]", bold=True)
+    if s.get("purpose"):
+        click.echo(f"   {s['purpose']}")
+    if s.get("sql") and s["kind"] in ("diagnostic", "action", "preview"):
+        click.secho("   " + s["sql"].strip().replace("\n", "\n   "), fg="cyan")
+    if s.get("columns"):
+        _table(s["columns"], s.get("rows") or [])
+        if s.get("truncated"):
+            click.echo(f"   (rows capped: kept {len(s['rows'])} of {s['row_count']})")
+    if s.get("duration_ms") is not None:
+        click.echo(f"   {s['duration_ms']} ms")
+    if s.get("error"):
+        e = s["error"]
+        click.secho(f"   {e['condition']}" + (f" ({e['sqlstate']})" if e.get("sqlstate") else "") + f": {e['message']}", fg="red")
+        if e.get("entry"):
+            click.echo(f"   see {e['entry']['title']} ({e['entry']['url']})")
+    if s.get("branch"):
+        b = s["branch"]
+        say = f"{b['say']}: " if b.get("say") else ""
+        click.secho(f"   -> {say}{b['reason']} -> {b['goto_title']}", fg="yellow")
+    if s.get("conclusion"):
+        c = s["conclusion"]
+        click.secho(f"   VERDICT ({c['status']}): {c['verdict']}", fg="green" if c["status"] == "ok" else "magenta", bold=True)
+        if c.get("body"):
+            click.echo(f"   {c['body']}")
+        for f in c.get("fix") or []:
+            click.echo(f"   fix: {f['label']} {f['url']}")
+
+
+@cli.command("run")
+@click.argument("runbook")
+@click.option("--target", required=True, help="Target name from kb.toml or `default` (DATABASE_URL / PG*).")
+@click.option("--param", "params", multiple=True, help="k=v, repeatable.")
+@click.option("--yes", is_flag=True, help="Confirm actions without asking (still shows their preview).")
+@click.option("--as-admin", is_flag=True, help="Act as admin so actions may be confirmed (local terminal use).")
+def run_cmd(runbook, target, params, yes, as_admin) -> None:
+    """Walk through RUNBOOK against TARGET in the terminal."""
+    from kb.web.auth import Identity
+
+    svc = _service()
+    values = {}
+    for p in params:
+        k, sep, v = p.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{p!r}: expected k=v", param_hint="--param")
+        values[k] = v
+    import getpass
+
+    ident = Identity(f"cli:{getpass.getuser()}", "admin" if as_admin else "operator", "cli")
+    run = svc.runs.start(runbook, target, values, ident, auto=False)
+    shown = 0
+    while True:
+        for s in run["steps"][shown:]:
+            _show_step(s)
+        shown = len(run["steps"])
+        cur = run["current"]
+        if run["status"] != "active" or cur is None:
+            break
+        if cur["kind"] == "diagnostic":
+            run = svc.runs.advance(run["id"], ident)
+        elif cur["kind"] == "question":
+            click.secho(f"\n? {cur['question']}", bold=True)
+            for i, a in enumerate(cur["answers"], 1):
+                click.echo(f"  {i}. {a['label']}")
+            n = click.prompt("Answer", type=click.IntRange(1, len(cur["answers"])))
+            run = svc.runs.advance(run["id"], ident, answer=cur["answers"][n - 1]["value"])
+        elif cur["kind"] == "action":
+            click.secho(f"\n! Action: {cur['title']}", bold=True, fg="red")
+            ok = yes or click.prompt("Type yes to run it, anything else to skip", default="no") == "yes"
+            if ok and not ident.can("admin"):
+                click.echo("confirming needs admin: rerun with --as-admin; skipping")
+                ok = False
+            run = svc.runs.advance(run["id"], ident, confirm=ok)
+    click.echo(f"\n{run['summary']}\nrun {run['id']}: transcript with `curl .../api/v1/runs/{run['id']}/transcript`")
+    sys.exit(0 if run["status"] == "finished" else 1)
+
+
+@cli.group()
+def token() -> None:
+    """Create, list and revoke API tokens (stored only as hashes)."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["reader", "operator", "admin"]), default="operator", show_default=True)
+def token_create(name, role) -> None:
+    """Create a token for NAME; it is printed once."""
+    import secrets
+
+    from kb.run_store import RunStore
+    from kb.web.auth import new_token, token_digest
+
+    cfg = load_config()
+    store = RunStore(cfg.store_url, cfg.instance_path)
+    tok = new_token()
+    store.add_token(secrets.token_hex(4), name, role, token_digest(tok))
+    click.echo(tok)
+
+
+@token.command("list")
+def token_list() -> None:
+    """List tokens (never their values)."""
+    from kb.run_store import RunStore
+
+    cfg = load_config()
+    for t in RunStore(cfg.store_url, cfg.instance_path).tokens():
+        state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
+        click.echo(f"{t['id']}  {t['name']:20}  {t['role']:8}  {t['created_at']}  {state}")
+
+
+@token.command("revoke")
+@click.argument("key")
+def token_revoke(key) -> None:
+    """Revoke tokens by id or name."""
+    from kb.run_store import RunStore
+
+    cfg = load_config()
+    n = RunStore(cfg.store_url, cfg.instance_path).revoke_token(key)
+    click.echo(f"revoked {n} token(s)")
+    sys.exit(0 if n else 1)
+
+
+@cli.command()
+@click.argument("scenario", required=False)
+@click.option("--list", "list_", is_flag=True, help="List the scenarios.")
+def sandbox(scenario, list_) -> None:
+    """Start a throwaway cluster in SCENARIO's state and keep it until Ctrl-C."""
+    from kb import scenarios
+
+    if list_ or not scenario:
+        for sc in scenarios.SCENARIOS.values():
+            click.echo(f"{sc.name:28} {sc.runbook:26} {sc.description}")
+        return
+    if scenario not in scenarios.SCENARIOS:
+        raise click.BadParameter(f"unknown scenario {scenario!r}; see kb sandbox --list", param_hint="SCENARIO")
+    sc = scenarios.SCENARIOS[scenario]
+    cluster, holder = scenarios.start(scenario)
+    t = sc.target(cluster)
+    click.echo(f"sandbox {scenario!r} is up (PostgreSQL in {cluster.base}). Point kb at it:\n")
+    click.echo(f"  cat > kb.toml <<'EOF'\n  [targets.sandbox]\n  dsn = \"{t['dsn']}\"")
+    if t.get("reserved_dsn"):
+        click.echo(f"  reserved_dsn = \"{t['reserved_dsn']}\"")
+    click.echo("  EOF")
+    params = " ".join(f"--param {k}={v}" for k, v in sc.params.items())
+    click.echo(f"\n  kb run {sc.runbook} --target sandbox {params}".rstrip())
+    click.echo("\nCtrl-C stops the sandbox and removes the cluster.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        holder.close()
+        cluster.destroy()

@@ -7,7 +7,11 @@ import re
 # Placeholders in normalised text; short words no message uses.
 QUOTED, NUMBER, HOST, VAR = "qv", "nv", "hv", "%v"
 
-_TEMPLATE_VAR = re.compile(r"""["'`«]?%(?:\d+\$)?[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z|j|t|L)?[sdufgxXcmpi]["'`»]?""")
+# A printf variable, with its quotes, and with a unit glued to a number ("%dms", "%dkB"), since pastes
+# normalise "30000ms" to one number token.
+_TEMPLATE_VAR = re.compile(
+    r"""["'`«]?%(?:\d+\$)?[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z|j|t|L)?[sdufgxXcmpi](?:(?<=[dufgi])(?:ms|s|kb|mb|gb)\b)?["'`»]?""",
+    re.I)
 _TIMESTAMP = re.compile(
     r"\b\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)?(?:\s?(?:Z|UTC|GMT|[A-Z]{3,4}|[+-]\d{2}:?\d{2}))?\b"
     r"|\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b"

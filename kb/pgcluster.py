@@ -138,3 +138,69 @@ class Cluster:
 
     def __exit__(self, *exc) -> None:
         self.destroy()
+
+
+class PgBouncer:
+    """A real pgbouncer (Debian's package) in front of a cluster, with an admin console."""
+
+    def __init__(self, cluster: Cluster, settings: dict | None = None, databases: dict | None = None,
+                 users: list[str] | None = None):
+        self.cluster = cluster
+        self.dir = Path(tempfile.mkdtemp(prefix="kb-pgb-"))
+        os.chmod(self.dir, 0o755)
+        chown_to_postgres(self.dir)
+        self.settings = {"pool_mode": "transaction", "default_pool_size": 2, "max_client_conn": 20,
+                         "auth_type": "trust", "admin_users": "postgres", "stats_users": "monitor",
+                         **(settings or {})}
+        self.databases = databases or {"postgres": "dbname=postgres"}
+        self.users = users or ["postgres", "monitor", "app"]
+        self.port: int | None = None
+
+    def start(self, attempts: int = 5) -> "PgBouncer":
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not Path(binary).exists():
+            raise ClusterError("pgbouncer is not installed (apt-get install pgbouncer)")
+        (self.dir / "userlist.txt").write_text("".join(f'"{u}" ""\n' for u in self.users))
+        last = ""
+        for _ in range(attempts):
+            self.port = free_port()
+            dbs = "".join(f"{name} = host=127.0.0.1 port={self.cluster.port} {spec}\n" for name, spec in self.databases.items())
+            opts = {"listen_addr": "127.0.0.1", "listen_port": self.port, "auth_file": self.dir / "userlist.txt",
+                    "unix_socket_dir": self.dir, "logfile": self.dir / "log", "pidfile": self.dir / "pid", **self.settings}
+            ini = "[databases]\n" + dbs + "[pgbouncer]\n" + "".join(f"{k} = {v}\n" for k, v in opts.items())
+            (self.dir / "pgbouncer.ini").write_text(ini)
+            for f in self.dir.iterdir():
+                chown_to_postgres(f)
+            res = subprocess.run(_as_owner([binary, "-d", str(self.dir / "pgbouncer.ini")]), capture_output=True, text=True)
+            if res.returncode == 0 and self._wait_ready():
+                return self
+            last = (self.dir / "log").read_text(errors="replace")[-600:] if (self.dir / "log").exists() else res.stderr
+            if "in use" not in last:
+                break
+        raise ClusterError(f"pgbouncer did not start: {last.strip()}")
+
+    def _wait_ready(self, timeout: float = 10.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def dsn(self, user: str = "postgres", dbname: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} user={user} dbname={dbname}"
+
+    def admin_dsn(self, user: str = "postgres") -> str:
+        return self.dsn(user, "pgbouncer")
+
+    def stop(self) -> None:
+        pidfile = self.dir / "pid"
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+            except (ValueError, ProcessLookupError):
+                pass
+            time.sleep(0.2)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -30,7 +30,8 @@ class Service:
     def __init__(self, config: Config, catalog: Catalog):
         self.config = config
         self.catalog = catalog
-        self.search = SearchIndex.open_or_build(config.instance_path, catalog.fingerprint,
+        index_base = Path(config.index_dir) if config.index_dir else config.instance_path
+        self.search = SearchIndex.open_or_build(index_base, catalog.fingerprint,
                                                 [entry_doc(e) for e in catalog.entries.values()])
         self._runs = None
 

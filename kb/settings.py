@@ -41,6 +41,7 @@ SETTINGS: list[Setting] = [
     Setting("KB_CONTENT_DIR", "content_dir", "content", str, "Folder of error entries (Markdown)."),
     Setting("KB_RUNBOOKS_DIR", "runbooks_dir", "runbooks", str, "Folder of runbooks (YAML)."),
     Setting("KB_INSTANCE_DIR", "instance_dir", "instance", str, "Folder for the search index, run store and secret key."),
+    Setting("KB_INDEX_DIR", "index_dir", None, str, "Folder of the search index (default: the instance folder)."),
     Setting("KB_HOST", "host", "127.0.0.1", str, "Address `kb serve` binds to."),
     Setting("KB_PORT", "port", 8080, int, "Port `kb serve` listens on."),
     Setting("KB_CONNECT_TIMEOUT", "connect_timeout", 3, int, "Seconds to wait when connecting to a target (libpq raises values below 2 to 2)."),
@@ -91,10 +92,13 @@ def load_config(overrides: dict | None = None, environ: dict | None = None) -> C
     env = os.environ if environ is None else environ
     overrides = dict(overrides or {})
     values = {s.key: s.default for s in SETTINGS}
+    no_file = "config" in overrides and overrides["config"] is None  # tests: settings from overrides only
     path = Path(overrides.get("config") or env.get("KB_CONFIG") or "kb.toml")
     data: dict = {}
     source = None
-    if path.exists():
+    if no_file:
+        pass
+    elif path.exists():
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -111,6 +115,8 @@ def load_config(overrides: dict | None = None, environ: dict | None = None) -> C
         if s.env in env and env[s.env] != "":
             values[s.key] = _coerce(s, env[s.env], s.env)
     for key, value in overrides.items():
+        if key == "config":
+            continue
         if key in ("targets", "users", "chat_users"):
             tables[key] = value
         elif key in BY_KEY:

@@ -2,6 +2,80 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, Response, redirect, render_template, request
+
+from kb.errors import BadRequest
+from kb.web import auth
+from kb.web.present import present, service
 
 bp = Blueprint("runs", __name__, template_folder="../templates")
+
+
+@bp.get("/runs")
+@bp.get("/runs.json")
+def history():
+    auth.require("reader")
+    return present("runs/list.html", service().runs.recent(limit=50))
+
+
+@bp.get("/runs/new")
+def new():
+    svc = service()
+    rid = request.args.get("runbook", "")
+    rb = svc.runbook(rid)
+    ident = auth.current()
+    targets = svc.runs.targets_for(ident)["targets"] if ident.can("operator") else []
+    targets = [t for t in targets if t["kind"] == rb["target_kind"]]
+    return render_template("runs/new.html", rb=rb, targets=targets, entry=request.args.get("entry"),
+                           errors=[], values={})
+
+
+@bp.post("/runs")
+def start():
+    svc = service()
+    rid = request.form.get("runbook", "")
+    rb = svc.runbook(rid)
+    ident = auth.require("operator")
+    auth.rate_limit("runs")
+    params = {k[6:]: v for k, v in request.form.items() if k.startswith("param.")}
+    for name, p in rb["params"].items():  # unchecked checkboxes are absent from the form
+        if p["type"] == "bool" and name not in params:
+            params[name] = "false"
+    try:
+        run = svc.runs.start(rid, request.form.get("target", ""), params, ident, auto=False)
+    except BadRequest as exc:
+        targets = [t for t in svc.runs.targets_for(ident)["targets"] if t["kind"] == rb["target_kind"]]
+        return render_template("runs/new.html", rb=rb, targets=targets, entry=request.form.get("entry"),
+                               errors=exc.errors or [{"field": "", "reason": exc.error}], values=params), 400
+    return redirect(f"/runs/{run['id']}", code=303)
+
+
+@bp.get("/runs/<run_id>")
+@bp.get("/runs/<run_id>.json")
+def show(run_id: str):
+    auth.require("reader")
+    run = service().runs.get(run_id)
+    return present("runs/run.html", run, json_path=f"/runs/{run_id}.json")
+
+
+@bp.post("/runs/<run_id>/advance")
+def advance(run_id: str):
+    ident = auth.require("operator")
+    form = request.form
+    answer = form.get("answer") or None
+    confirm = None
+    if "confirm" in form:
+        confirm = form.get("confirm") == "yes"
+        if confirm and form.get("understood") != "yes" and not form.get("js"):
+            raise BadRequest("tick the box to confirm you have read what this action will affect",
+                             [{"field": "understood", "reason": "required to confirm"}])
+    service().runs.advance(run_id, ident, answer=answer, confirm=confirm, auto=form.get("auto") == "yes")
+    return redirect(f"/runs/{run_id}#current", code=303)
+
+
+@bp.get("/runs/<run_id>/transcript.md")
+def transcript(run_id: str):
+    auth.require("reader")
+    text = service().runs.transcript(run_id)
+    return Response(text, mimetype="text/markdown; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="kb-run-{run_id}.md"'})

@@ -1,6 +1,7 @@
 """Reproductions: put a throwaway cluster into the failure a runbook diagnoses, for real.
 
-Used by the tests and by `kb sandbox <scenario>` so a person can practise on the same states.
+Used by the tests and by `kb sandbox <scenario>` so a person can practise on the same states. Each
+module of this package registers the scenarios of one runbook with the @scenario decorator.
 """
 
 from __future__ import annotations
@@ -44,20 +45,27 @@ class Holder:
 
 @dataclass
 class Scenario:
-    """A named reproduction for one runbook."""
+    """A named reproduction for one runbook, with the path its test expects the run to take."""
 
     name: str
     runbook: str
     description: str
     setup: Callable[[Cluster, Holder], None]
+    expect_path: list[str] = field(default_factory=list)  # step ids in order, conclusion last
     settings: dict = field(default_factory=dict)
     target_user: str = "monitor"
     target_db: str = "postgres"
     reserved: bool = True
-    params: dict = field(default_factory=dict)  # parameters the scenario's test runs with
+    params: dict = field(default_factory=dict)  # parameters the scenario's run uses
+    answers: dict = field(default_factory=dict)  # question step id -> answer value
+    confirm: dict = field(default_factory=dict)  # action step id -> True/False
+    verify: Callable[[Cluster, Holder], None] | None = None  # asserts the effect on the database
+    target_fn: Callable[[Cluster, Holder], dict] | None = None  # e.g. a pgbouncer admin console
 
-    def target(self, cluster: Cluster) -> dict:
-        """The [targets.NAME] table pointing kb at this cluster."""
+    def target(self, cluster: Cluster, holder: "Holder | None" = None) -> dict:
+        """The [targets.NAME] table pointing kb at this cluster (or what the scenario put in front)."""
+        if self.target_fn is not None:
+            return self.target_fn(cluster, holder)
         t = {"dsn": cluster.dsn(self.target_user, self.target_db), "description": f"sandbox: {self.name}"}
         if self.reserved:
             t["reserved_dsn"] = cluster.dsn("postgres", self.target_db)
@@ -81,55 +89,12 @@ def scenario(name: str, runbook: str, description: str, **kw):
     return deco
 
 
-CONN = {"max_connections": 10, "superuser_reserved_connections": 3}  # 7 usable slots
+def _load_all() -> None:
+    import importlib
+    import pkgutil
 
-
-@scenario("healthy", "connection-exhaustion", "A quiet server: one application connection.", settings=CONN)
-def _healthy(c: Cluster, h: Holder) -> None:
-    h.connect(app="web")
-
-
-@scenario("no-slots", "connection-exhaustion", "Every slot taken, superuser-reserved ones included.",
-          settings=CONN)
-def _no_slots(c: Cluster, h: Holder) -> None:
-    h.hold(4, user="app", app="worker")
-    h.hold(6, user="postgres", app="admin-script")
-
-
-@scenario("reserved-only", "connection-exhaustion",
-          "Only the superuser-reserved slots are left: the application holds all 7 usable ones.", settings=CONN)
-def _reserved_only(c: Cluster, h: Holder) -> None:
-    h.hold(7, user="app", app="worker")
-
-
-@scenario("role-limit", "connection-exhaustion", "Role `app` has CONNECTION LIMIT 2 and uses both.",
-          settings=CONN, target_user="app")
-def _role_limit(c: Cluster, h: Holder) -> None:
-    c.sql("ALTER ROLE app CONNECTION LIMIT 2")
-    h.hold(2, user="app", app="worker")
-
-
-@scenario("db-limit", "connection-exhaustion", "Database `shop` has CONNECTION LIMIT 2 and both are used.",
-          settings=CONN, target_db="shop")
-def _db_limit(c: Cluster, h: Holder) -> None:
-    c.sql("ALTER DATABASE shop CONNECTION LIMIT 2")
-    h.hold(2, user="app", dbname="shop", app="worker")
-
-
-@scenario("many-idle", "connection-exhaustion", "Application `worker` keeps 6 idle connections of 7 usable.",
-          settings=CONN)
-def _many_idle(c: Cluster, h: Holder) -> None:
-    h.hold(6, user="app", app="worker")
-
-
-@scenario("idle-in-transaction", "connection-exhaustion",
-          "Three sessions of `billing` sit idle in transaction (older than the 1 s threshold).",
-          settings=CONN, params={"idle_seconds": 1})
-def _idle_in_tx(c: Cluster, h: Holder) -> None:
-    for _ in range(3):
-        conn = h.connect(user="app", app="billing", autocommit=False)
-        conn.execute("SELECT 1")
-    time.sleep(1.2)
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
 
 
 def start(name: str, base=None, bindir=None) -> tuple[Cluster, Holder]:
@@ -145,3 +110,6 @@ def start(name: str, base=None, bindir=None) -> tuple[Cluster, Holder]:
         cluster.destroy()
         raise
     return cluster, holder
+
+
+_load_all()

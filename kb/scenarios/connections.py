@@ -1,0 +1,69 @@
+"""Scenarios of the connection-exhaustion runbook: slots, reserved slots, limits, idle pools, zombies."""
+
+from __future__ import annotations
+
+import time
+
+from kb.pgcluster import Cluster
+from kb.scenarios import Holder, scenario
+
+CONN = {"max_connections": 10, "superuser_reserved_connections": 3}  # 7 usable slots
+RB = "connection-exhaustion"
+
+
+@scenario("connections-healthy", RB, "A quiet server: one application connection.", settings=CONN,
+          expect_path=["slots", "limits", "zombies-check", "healthy"])
+def _healthy(c: Cluster, h: Holder) -> None:
+    h.connect(app="web")
+
+
+@scenario("connections-no-slots", RB, "Every slot taken, the superuser-reserved ones included.", settings=CONN,
+          expect_path=["slots", "slots-reserved", "completely-full"])
+def _no_slots(c: Cluster, h: Holder) -> None:
+    h.hold(4, user="app", app="worker")
+    h.hold(6, user="postgres", app="admin-script")
+
+
+@scenario("connections-reserved-only", RB,
+          "Only the superuser-reserved slots are left: application `worker` holds all 7 usable ones.",
+          settings=CONN, answers={"pool-question": "app-servers"},
+          expect_path=["slots", "slots-reserved", "holders", "pool-question", "pool-math"])
+def _reserved_only(c: Cluster, h: Holder) -> None:
+    h.hold(7, user="app", app="worker")
+
+
+@scenario("connections-role-limit", RB, "Role `app` has CONNECTION LIMIT 2 and uses both; kb connects as `app`.",
+          settings=CONN, target_user="app", expect_path=["slots", "limits-reserved", "limit-reached"])
+def _role_limit(c: Cluster, h: Holder) -> None:
+    c.sql("ALTER ROLE app CONNECTION LIMIT 2")
+    h.hold(2, user="app", app="worker")
+
+
+@scenario("connections-db-limit", RB, "Database `shop` has CONNECTION LIMIT 2 and both are used.",
+          settings=CONN, target_db="shop", expect_path=["slots", "limits-reserved", "limit-reached"])
+def _db_limit(c: Cluster, h: Holder) -> None:
+    c.sql("ALTER DATABASE shop CONNECTION LIMIT 2")
+    h.hold(2, user="app", dbname="shop", app="worker")
+
+
+@scenario("connections-many-idle", RB, "Application `worker` keeps 6 idle connections of 7 usable slots.",
+          settings=CONN, answers={"pool-question": "serverless"},
+          expect_path=["slots", "holders", "pool-question", "serverless"])
+def _many_idle(c: Cluster, h: Holder) -> None:
+    h.hold(6, user="app", app="worker")
+
+
+def _zombies_gone(c: Cluster, h: Holder) -> None:
+    left = c.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'billing'")[0][0]
+    assert left == 0, f"{left} billing sessions still there"
+
+
+@scenario("connections-idle-in-transaction", RB,
+          "Three sessions of `billing` sit idle in transaction (older than a 1 s threshold).",
+          settings=CONN, params={"idle_seconds": 1}, confirm={"terminate-zombies": True}, verify=_zombies_gone,
+          expect_path=["slots", "limits", "zombies-check", "terminate-zombies", "zombies-terminated"])
+def _idle_in_tx(c: Cluster, h: Holder) -> None:
+    for _ in range(3):
+        conn = h.connect(user="app", app="billing", autocommit=False)
+        conn.execute("SELECT 1")
+    time.sleep(1.2)

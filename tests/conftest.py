@@ -1,0 +1,95 @@
+"""Fixtures: real PostgreSQL clusters, apps built with their own config, identities."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kb.pgcluster import Cluster
+from kb.settings import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory) -> Path:
+    """One search index for the whole session (content does not change during tests)."""
+    return tmp_path_factory.mktemp("index")
+
+
+def make_config(tmp_path: Path, index_dir: Path, **overrides):
+    """A Config over the real content, with its own instance folder, no kb.toml and no KB_/PG* environment."""
+    values = {"config": None, "content_dir": str(ROOT / "content"), "runbooks_dir": str(ROOT / "runbooks"),
+              "instance_dir": str(tmp_path / "instance"), "index_dir": str(index_dir),
+              "target_idle_seconds": 0.0, "busy_timeout": 5.0, **overrides}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KB_", "PG")) and k != "DATABASE_URL"}
+    return load_config(values, environ=env)
+
+
+@pytest.fixture
+def config_factory(tmp_path, index_dir):
+    """Build a Config: config_factory(targets={...}, users={...}, host=..., ...)."""
+    return lambda **kw: make_config(tmp_path, index_dir, **kw)
+
+
+@pytest.fixture
+def app_factory(config_factory):
+    """Build an app with its own config."""
+    from kb.web.app import create_app
+
+    return lambda **kw: create_app(config_factory(**kw))
+
+
+@pytest.fixture(scope="session")
+def read_app(tmp_path_factory, index_dir):
+    """One app for read-only page, search and API tests."""
+    from kb.web.app import create_app
+
+    return create_app(make_config(tmp_path_factory.mktemp("read"), index_dir))
+
+
+@pytest.fixture
+def client(read_app):
+    return read_app.test_client()
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A session-wide throwaway cluster for executor tests (max_connections 20)."""
+    c = Cluster(settings={"max_connections": 20}).start()
+    c.sql("CREATE ROLE monitor LOGIN IN ROLE pg_monitor, pg_signal_backend")
+    c.sql("CREATE ROLE app LOGIN")
+    c.sql("CREATE TABLE public.items (id int PRIMARY KEY, name text)")
+    c.sql("INSERT INTO public.items SELECT g, 'item ' || g FROM generate_series(1, 500) g")
+    c.sql("GRANT SELECT, UPDATE ON public.items TO monitor, app")
+    yield c
+    c.destroy()
+
+
+@pytest.fixture(scope="session")
+def store_cluster():
+    """A cluster holding a PostgreSQL run store."""
+    c = Cluster(settings={"max_connections": 30}).start()
+    yield c
+    c.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, store_cluster):
+    """Each run-store backend in turn: None (SQLite) and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    import secrets
+
+    name = "store_" + secrets.token_hex(4)
+    store_cluster.sql(f"CREATE DATABASE {name}")
+    return store_cluster.url("postgres", name)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,47 @@
+"""Every registered scenario, run end to end against a throwaway cluster in its failure state.
+
+Asserts the exact path the runbook takes and its conclusion; actions are confirmed or declined as
+the scenario says and their effect is checked in the database.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kb import scenarios
+from kb.scenarios.drive import drive, step_path
+from kb.web.auth import Identity
+
+ADMIN = Identity("tester", "admin", "token")
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
+def test_scenario_path(name, config_factory):
+    from kb.service import Service
+
+    sc = scenarios.SCENARIOS[name]
+    cluster, holder = scenarios.start(name)
+    try:
+        svc = Service.from_config(config_factory(targets={"t": sc.target(cluster, holder)}))
+        run = drive(svc.runs, sc, "t", ADMIN)
+        assert step_path(run) == sc.expect_path, svc.runs.transcript(run["id"])
+        assert run["status"] == "finished", run["summary"]
+        assert run["conclusion"]["step_id"] == sc.expect_path[-1]
+        if sc.verify is not None:
+            sc.verify(cluster, holder)
+        svc.runs.executor.close()
+    finally:
+        holder.close()
+        cluster.destroy()
+
+
+def test_every_runbook_has_a_scenario():
+    from pathlib import Path
+
+    from kb.runbook_loader import load_runbooks
+
+    runbooks, _ = load_runbooks(Path(__file__).resolve().parent.parent / "runbooks")
+    covered = {sc.runbook for sc in scenarios.SCENARIOS.values()}
+    assert set(runbooks) <= covered, f"runbooks without a scenario: {sorted(set(runbooks) - covered)}"
+    for rb in runbooks.values():
+        assert rb.scenario in scenarios.SCENARIOS, f"{rb.id}: scenario {rb.scenario!r} is not registered"
