@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from kb.catalog import Catalog, load_catalog
@@ -34,6 +35,7 @@ class Service:
         self.search = SearchIndex.open_or_build(index_base, catalog.fingerprint,
                                                 [entry_doc(e) for e in catalog.entries.values()])
         self._runs = None
+        self._runs_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: Config) -> "Service":
@@ -44,10 +46,11 @@ class Service:
     # --- runs (built lazily: pages and search never need a database) -----------------------------
     @property
     def runs(self):
-        if self._runs is None:
-            from kb.run_service import RunService
+        with self._runs_lock:  # one RunService (and one set of target pools) per process
+            if self._runs is None:
+                from kb.run_service import RunService
 
-            self._runs = RunService(self.config, self.catalog, self)
+                self._runs = RunService(self.config, self.catalog, self)
         return self._runs
 
     # --- entries ---------------------------------------------------------------------------------

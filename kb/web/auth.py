@@ -177,6 +177,8 @@ def csrf_token() -> str:
 def _check_csrf() -> None:
     if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/chat/"):
         return
+    if request.routing_exception is not None:  # 404/405 are answered as such
+        return
     if g.identity.via == "token":
         return
     if request.path.startswith("/api/"):

@@ -1,0 +1,304 @@
+"""Scenarios of the pgbouncer-pool-saturation, auth-failures and replication-slot-wal runbooks.
+
+pgbouncer-*: a real pgbouncer (default_pool_size 2) in front of the cluster, saturated by clients
+that hold transactions or run slow queries through it while another client queues.
+auth-*: roles and pg_hba.conf rules in the states that make a login fail.
+slots-*: physical replication slots that retain, lose or use up WAL and slots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import psycopg
+
+from kb.pgcluster import Cluster, PgBouncer
+from kb.scenarios import Holder, scenario
+
+# --- pgbouncer ----------------------------------------------------------------------------------
+
+PGB = "pgbouncer-pool-saturation"
+
+
+def _bouncer_target(c: Cluster, h: Holder) -> dict:
+    return {"dsn": h.bouncer.admin_dsn("postgres"), "kind": "pgbouncer", "description": "sandbox: pgbouncer console"}
+
+
+def _bouncer(c: Cluster, h: Holder, settings: dict | None = None, databases: dict | None = None) -> PgBouncer:
+    b = PgBouncer(c, settings=settings, databases=databases).start()
+    h.extra.append(b.stop)
+    h.bouncer = b
+    return b
+
+
+def _through(h: Holder, b: PgBouncer, autocommit: bool = True) -> psycopg.Connection:
+    """A client connection through pgbouncer, closed with the holder."""
+    conn = psycopg.connect(b.dsn("app"), autocommit=autocommit, prepare_threshold=None, connect_timeout=5)
+    h.conns.append(conn)
+    return conn
+
+
+def _in_background(b: PgBouncer, sql: str) -> None:
+    """A client that runs `sql` through pgbouncer in a thread (it ends when pgbouncer stops)."""
+
+    def run():
+        try:
+            with psycopg.connect(b.dsn("app"), autocommit=True, prepare_threshold=None, connect_timeout=10) as conn:
+                conn.execute(sql)
+        except psycopg.Error:
+            pass
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def _pool(b: PgBouncer, database: str = "postgres") -> dict:
+    with psycopg.connect(b.admin_dsn("postgres"), autocommit=True, cursor_factory=psycopg.ClientCursor) as adm:
+        cur = adm.execute("SHOW POOLS")
+        cols = [d.name for d in cur.description]
+        for row in cur.fetchall():
+            r = dict(zip(cols, row))
+            if r["database"] == database and r["user"] == "app":
+                return r
+    return {}
+
+
+def _until(b: PgBouncer, check, timeout: float = 10.0) -> None:
+    """Wait until the app pool's SHOW POOLS row satisfies `check`."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check(_pool(b)):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"pgbouncer pool never reached the state: {_pool(b)}")
+
+
+def _queued(p: dict) -> bool:
+    return p.get("cl_waiting", 0) >= 1
+
+
+@scenario("pgbouncer-pool-too-small", PGB,
+          "Two clients keep transactions open through pgbouncer (pool size 2) and a third one queues.",
+          target_fn=_bouncer_target, params={"wait_seconds": 60},
+          expect_path=["pools", "databases", "pool-too-small"])
+def _pgb_too_small(c: Cluster, h: Holder) -> None:
+    b = _bouncer(c, h)
+    for _ in range(2):
+        _through(h, b, autocommit=False).execute("SELECT 1")  # open transaction pins a server connection
+    _in_background(b, "SELECT 1")
+    _until(b, _queued)
+
+
+@scenario("pgbouncer-slow-queries", PGB,
+          "Two clients run 60 s queries through pgbouncer (pool size 2); a third has queued for over a second.",
+          target_fn=_bouncer_target, params={"wait_seconds": 1},
+          expect_path=["pools", "clients", "long-holders"])
+def _pgb_slow(c: Cluster, h: Holder) -> None:
+    b = _bouncer(c, h)
+    for _ in range(2):
+        _in_background(b, "SELECT pg_sleep(60)")
+    _until(b, lambda p: p.get("sv_active", 0) >= 2)
+    _in_background(b, "SELECT 1")
+    _until(b, lambda p: _queued(p) and p.get("maxwait", 0) >= 1)
+
+
+@scenario("pgbouncer-session-mode", PGB,
+          "pool_mode = session: two idle clients keep both server connections, a third one queues.",
+          target_fn=_bouncer_target, answers={"session-features": "no"},
+          expect_path=["pools", "session-features", "session-switch-mode"])
+def _pgb_session(c: Cluster, h: Holder) -> None:
+    b = _bouncer(c, h, settings={"pool_mode": "session"})
+    for _ in range(2):
+        _through(h, b).execute("SELECT 1")  # idle, yet its server connection stays assigned
+    _in_background(b, "SELECT 1")
+    _until(b, _queued)
+
+
+@scenario("pgbouncer-db-cap", PGB,
+          "Database `postgres` has max_db_connections=1 on pgbouncer: one open transaction, one client queued.",
+          target_fn=_bouncer_target, params={"wait_seconds": 60},
+          expect_path=["pools", "databases", "db-cap"])
+def _pgb_db_cap(c: Cluster, h: Holder) -> None:
+    b = _bouncer(c, h, databases={"postgres": "dbname=postgres max_db_connections=1"})
+    _through(h, b, autocommit=False).execute("SELECT 1")
+    _in_background(b, "SELECT 1")
+    _until(b, _queued)
+
+
+@scenario("pgbouncer-paused", PGB, "Database `postgres` was PAUSEd on the admin console; a client queues.",
+          target_fn=_bouncer_target, expect_path=["pools", "databases-stalled", "paused"])
+def _pgb_paused(c: Cluster, h: Holder) -> None:
+    b = _bouncer(c, h)
+    with psycopg.connect(b.admin_dsn("postgres"), autocommit=True, cursor_factory=psycopg.ClientCursor) as adm:
+        adm.execute("PAUSE postgres")
+    _in_background(b, "SELECT 1")
+    _until(b, _queued)
+
+
+@scenario("pgbouncer-quiet", PGB, "Nobody queues now; the application had reported max_client_conn refusals.",
+          target_fn=_bouncer_target, answers={"symptom": "max-client-conn"},
+          expect_path=["pools", "symptom", "client-limit"])
+def _pgb_quiet(c: Cluster, h: Holder) -> None:
+    b = _bouncer(c, h)
+    _through(h, b).execute("SELECT 1")
+
+
+# --- authentication -----------------------------------------------------------------------------
+
+AUTH = "auth-failures"
+# kb (monitor, postgres) and the scenario helpers keep logging in over TCP whatever the test adds.
+HBA_HEAD = ["local all all trust", "host all postgres,monitor 127.0.0.1/32 trust"]
+
+
+def _hba(c: Cluster, lines: list[str]) -> None:
+    """Replace pg_hba.conf (keeping kb's own access first) and reload."""
+    (c.data / "pg_hba.conf").write_text("\n".join(HBA_HEAD + lines) + "\n")
+    c.sql("SELECT pg_reload_conf()")
+
+
+@scenario("auth-missing-role", AUTH, "The client logs in as `ghost`, which does not exist.",
+          params={"role": "ghost"}, expect_path=["role", "role-missing"])
+def _auth_missing(c: Cluster, h: Holder) -> None:
+    pass
+
+
+@scenario("auth-role-case", AUTH, "Role \"Reporting\" was created quoted; the client logs in as `reporting`.",
+          params={"role": "reporting"}, expect_path=["role", "role-case"])
+def _auth_case(c: Cluster, h: Holder) -> None:
+    c.sql('CREATE ROLE "Reporting" LOGIN')
+
+
+@scenario("auth-nologin", AUTH, "The client logs in as `analysts`, a group role without LOGIN.",
+          params={"role": "analysts"}, expect_path=["role", "role-nologin"])
+def _auth_nologin(c: Cluster, h: Holder) -> None:
+    c.sql("CREATE ROLE analysts NOLOGIN")
+
+
+@scenario("auth-expired", AUTH, "Role `etl` has a password VALID UNTIL 2001.",
+          params={"role": "etl"}, expect_path=["role", "password-expired"])
+def _auth_expired(c: Cluster, h: Holder) -> None:
+    c.sql("CREATE ROLE etl LOGIN PASSWORD 'etl-secret' VALID UNTIL '2001-01-01'")
+
+
+@scenario("auth-no-hba-rule", AUTH,
+          "pg_hba.conf lets `app` reach only database postgres over TCP; the client asks for `shop`.",
+          params={"role": "app", "database": "shop"},
+          expect_path=["role", "hba", "hba-reserved", "no-hba-rule"])
+def _auth_no_rule(c: Cluster, h: Holder) -> None:
+    _hba(c, ["host postgres app 127.0.0.1/32 scram-sha-256"])
+
+
+@scenario("auth-md5-under-scram", AUTH,
+          "Role `legacy` has an MD5 password hash and its pg_hba.conf rule requires scram-sha-256.",
+          params={"role": "legacy", "database": "shop"},
+          expect_path=["role", "hba", "hba-reserved", "md5-under-scram"])
+def _auth_md5(c: Cluster, h: Holder) -> None:
+    md5 = "md5" + hashlib.md5(b"legacy-secret" + b"legacy").hexdigest()
+    c.sql(f"CREATE ROLE legacy LOGIN PASSWORD '{md5}'")
+    _hba(c, ["host all all 127.0.0.1/32 scram-sha-256"])
+
+
+@scenario("auth-peer", AUTH, "`app` logs in over the Unix socket, where pg_hba.conf asks for peer authentication.",
+          params={"role": "app", "connection": "local"},
+          expect_path=["role", "hba", "hba-reserved", "peer-mismatch"])
+def _auth_peer(c: Cluster, h: Holder) -> None:
+    (c.data / "pg_hba.conf").write_text("local all postgres trust\nlocal all all peer\n"
+                                        "host all all 127.0.0.1/32 trust\n")
+    c.sql("SELECT pg_reload_conf()")
+
+
+@scenario("auth-no-password", AUTH, "`app` has no password; its rule for database shop asks for scram-sha-256.",
+          params={"role": "app", "database": "shop"},
+          expect_path=["role", "hba", "hba-reserved", "no-password"])
+def _auth_no_password(c: Cluster, h: Holder) -> None:
+    _hba(c, ["host shop app 127.0.0.0/8 scram-sha-256"])
+
+
+@scenario("auth-no-superuser", AUTH,
+          "kb's role (pg_monitor) may not read pg_hba_file_rules and the target has no reserved connection.",
+          params={"role": "app"}, reserved=False,
+          expect_path=["role", "hba", "hba-reserved", "need-superuser"])
+def _auth_no_superuser(c: Cluster, h: Holder) -> None:
+    pass
+
+
+# --- replication slots --------------------------------------------------------------------------
+
+SLOTS = "replication-slot-wal"
+WAL = {"wal_level": "replica", "max_wal_senders": 5, "max_replication_slots": 5}
+
+
+def _generate_wal(c: Cluster, switches: int = 3) -> None:
+    """Write a little and switch WAL segments: each switch moves the WAL position by a 16 MB segment."""
+    c.sql("CREATE TABLE IF NOT EXISTS wal_filler (id int, pad text)")
+    for _ in range(switches):
+        c.sql("INSERT INTO wal_filler SELECT g, repeat('x', 100) FROM generate_series(1, 1000) g")
+        c.sql("SELECT pg_switch_wal()")
+
+
+def _slot_names(c: Cluster) -> list[str]:
+    return [r[0] for r in c.sql("SELECT slot_name FROM pg_replication_slots ORDER BY 1")]
+
+
+def _old_standby_dropped(c: Cluster, h: Holder) -> None:
+    names = _slot_names(c)
+    assert "old_standby" not in names, f"slot still there: {names}"
+    assert "fresh_standby" in names, f"the slot below the threshold was dropped too: {names}"
+
+
+def _old_standby_kept(c: Cluster, h: Holder) -> None:
+    assert "old_standby" in _slot_names(c)
+
+
+@scenario("slots-inactive-retaining", SLOTS,
+          "Inactive physical slot `old_standby` retains ~48 MB of WAL; kb's role has REPLICATION and drops it.",
+          settings=WAL, params={"retained_mb": 16}, confirm={"drop-inactive": True}, verify=_old_standby_dropped,
+          expect_path=["slots", "drop-inactive", "slots-dropped"])
+def _slots_inactive(c: Cluster, h: Holder) -> None:
+    c.sql("ALTER ROLE monitor REPLICATION")
+    c.sql("SELECT pg_create_physical_replication_slot('old_standby', true)")
+    _generate_wal(c)
+    c.sql("SELECT pg_create_physical_replication_slot('fresh_standby', true)")
+
+
+@scenario("slots-drop-denied", SLOTS,
+          "Inactive slot `old_standby` retains WAL; kb's role lacks REPLICATION, so the confirmed drop is refused.",
+          settings=WAL, params={"retained_mb": 16}, confirm={"drop-inactive": True}, verify=_old_standby_kept,
+          expect_path=["slots", "drop-inactive", "no-privilege"])
+def _slots_denied(c: Cluster, h: Holder) -> None:
+    c.sql("SELECT pg_create_physical_replication_slot('old_standby', true)")
+    _generate_wal(c)
+
+
+@scenario("slots-lost", SLOTS,
+          "max_slot_wal_keep_size = 1MB: a checkpoint invalidated slot `old_standby` (wal_status lost).",
+          settings={**WAL, "max_slot_wal_keep_size": "1MB", "wal_keep_size": 0}, params={"retained_mb": 16},
+          expect_path=["slots", "slot-lost"])
+def _slots_lost(c: Cluster, h: Holder) -> None:
+    c.sql("SELECT pg_create_physical_replication_slot('old_standby', true)")
+    _generate_wal(c)
+    c.sql("CHECKPOINT")
+    status = c.sql("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'old_standby'")[0][0]
+    assert status == "lost", status
+
+
+@scenario("slots-at-risk", SLOTS,
+          "max_slot_wal_keep_size = 1MB: slot `old_standby` is past it (unreserved) and below the 1 GB threshold.",
+          settings={**WAL, "max_slot_wal_keep_size": "1MB", "wal_keep_size": 0},
+          expect_path=["slots", "slot-at-risk"])
+def _slots_at_risk(c: Cluster, h: Holder) -> None:
+    c.sql("SELECT pg_create_physical_replication_slot('old_standby', true)")
+    _generate_wal(c)
+
+
+@scenario("slots-all-in-use", SLOTS, "max_replication_slots = 2 and two (unreserved, empty) slots exist.",
+          settings={**WAL, "max_replication_slots": 2}, expect_path=["slots", "slots-full"])
+def _slots_full(c: Cluster, h: Holder) -> None:
+    c.sql("SELECT pg_create_physical_replication_slot('standby_a')")
+    c.sql("SELECT pg_create_physical_replication_slot('standby_b')")
+
+
+@scenario("slots-none", SLOTS, "No replication slot exists.", settings=WAL, expect_path=["slots", "no-slots"])
+def _slots_none(c: Cluster, h: Holder) -> None:
+    pass

