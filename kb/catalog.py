@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,30 @@ def fingerprint(*roots: Path) -> str:
             h.update(str(path.relative_to(root)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def load_catalog_cached(content_dir: Path, runbooks_dir: Path, cache_dir: Path) -> Catalog:
+    """load_catalog, reusing a pickle of the last valid load while the content's fingerprint is the same."""
+    fp = fingerprint(content_dir, runbooks_dir)
+    cache = cache_dir / f"catalog-{fp}.pickle"
+    if cache.exists():
+        try:
+            with cache.open("rb") as fh:
+                cat = pickle.load(fh)
+            if isinstance(cat, Catalog) and cat.fingerprint == fp:
+                return cat
+        except Exception:  # noqa: BLE001 - a stale or foreign cache is rebuilt, never trusted
+            pass
+    cat = load_catalog(content_dir, runbooks_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump(cat, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, cache)
+    for old in cache_dir.glob("catalog-*.pickle"):
+        if old != cache:
+            old.unlink(missing_ok=True)
+    return cat
 
 
 def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False) -> Catalog:

@@ -10,7 +10,7 @@ from markdown_it import MarkdownIt
 from pydantic import ValidationError
 
 from kb.entry_model import SECTION_BY_TITLE, SECTIONS, SLUG_RE, Entry, EntryMeta, Section, Subsection
-from kb.problems import Problem, YamlLines, display_path, pydantic_problems, yaml_error_problem
+from kb.problems import Problem, YamlLines, display_path, load_yaml, pydantic_problems, yaml_error_problem
 
 _md = MarkdownIt("commonmark", {"html": False}).enable("table")
 WITH_ITEMS = {"fix", "faq"}
@@ -121,7 +121,7 @@ def load_entry(path: Path) -> tuple[Entry | None, list[Problem]]:
         return None, problems + [Problem(shown, 1, "front matter", "file must start with a '---' YAML block closed by '---'")]
     fm_text, body, body_line = split
     try:
-        raw = yaml.safe_load(fm_text) or {}
+        raw = load_yaml(fm_text) or {}
     except yaml.YAMLError as exc:
         return None, problems + [yaml_error_problem(shown, exc, "front matter", line_offset=1)]
     if not isinstance(raw, dict):

@@ -9,7 +9,7 @@ import psycopg.errors
 import yaml
 from pydantic import ValidationError
 
-from kb.problems import Problem, YamlLines, display_path, pydantic_problems, yaml_error_problem
+from kb.problems import Problem, YamlLines, display_path, load_yaml, pydantic_problems, yaml_error_problem
 from kb.runbook_model import (ActionStep, AllOf, AnyOf, ConclusionStep, DiagnosticStep, Leaf, NotOf,
                               ParamRef, QuestionStep, Runbook)
 
@@ -190,7 +190,7 @@ def load_runbook(path: Path, conditions: set[str]) -> tuple[Runbook | None, list
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(shown, 1, "file", f"cannot read: {exc}")]
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         return None, [yaml_error_problem(shown, exc, "yaml")]
     if not isinstance(raw, dict):
@@ -218,7 +218,7 @@ def load_runbooks(root: Path) -> tuple[dict[str, Runbook], list[Problem]]:
         rb, found = load_runbook(path, conditions)
         problems += found
         if rb is not None:
-            rb._path = display_path(str(path))  # type: ignore[attr-defined]
+            rb._path = display_path(str(path))
             runbooks[rb.id] = rb
     return runbooks, problems
 
@@ -227,7 +227,7 @@ def check_runbooks_against_entries(runbooks: dict[str, Runbook], slugs: set[str]
     """Runbooks naming entries (serves, fix links, entry: outcomes) that do not exist."""
     problems = []
     for rb in runbooks.values():
-        path = rb._path  # type: ignore[attr-defined]
+        path = rb._path
         lines = YamlLines.compose(Path(path).read_text(encoding="utf-8"))
         for i, slug in enumerate(rb.entries):
             if slug not in slugs:

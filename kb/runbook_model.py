@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, model_validator
 
 NAME = r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$"
 OPS = ("==", "!=", ">", ">=", "<", "<=", "in", "not in", "is null", "is not null", "contains")
@@ -232,6 +232,7 @@ class Runbook(_Strict):
     params: dict[str, Param] = {}
     start: str
     steps: dict[str, Step] = Field(min_length=1)
+    _path: str = PrivateAttr("")  # the file it came from, for problems found after loading
 
     def as_dict(self) -> dict:
         """Plain data for the API."""

@@ -6,7 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
-from kb.catalog import Catalog, load_catalog
+from kb.catalog import Catalog, load_catalog_cached
 from kb.entry_model import SECTIONS
 from kb.errors import ApiError, BadRequest, NotFound
 from kb.search_index import MAX_QUERY_CHARS, Doc, SearchIndex
@@ -40,7 +40,8 @@ class Service:
     @classmethod
     def from_config(cls, config: Config) -> "Service":
         """Load and validate content (raises ContentInvalid), then open or build the index."""
-        catalog = load_catalog(Path(config.content_dir), Path(config.runbooks_dir))
+        cache = Path(config.index_dir) if config.index_dir else config.instance_path
+        catalog = load_catalog_cached(Path(config.content_dir), Path(config.runbooks_dir), cache)
         return cls(config, catalog)
 
     # --- runs (built lazily: pages and search never need a database) -----------------------------

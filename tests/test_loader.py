@@ -94,7 +94,7 @@ P = "content/postgresql/example.md"
     (GOOD_FRONT.replace("updated: 2026-11-26", "updated: soon"), GOOD_BODY,
      [f"{P}:13: updated: Input should be a valid date or datetime, input is too short"]),
     (GOOD_FRONT.replace("level: FATAL", "level: [FATAL"), GOOD_BODY,
-     [f"{P}:7: front matter: invalid YAML: expected ',' or ']', but got ':'"]),
+     [f"{P}:7: front matter: invalid YAML: did not find expected ',' or ']'"]),
     (GOOD_FRONT, GOOD_BODY.replace("## Why it happens\nBecause.\n\n", ""),
      [f"{P}:38: body: required section 'Why it happens' is missing"]),
     (GOOD_FRONT, GOOD_BODY.replace("## FAQ\n### Question?\nAnswer.\n", "## FAQ\nNo questions.\n"),

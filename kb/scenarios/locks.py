@@ -210,3 +210,255 @@ def _idle_superuser(c: Cluster, h: Holder) -> None:
 def _idle_hidden(c: Cluster, h: Holder) -> None:
     _idle_in_tx(h, "SELECT 1", user="postgres", app="psql-admin")
     time.sleep(1.2)
+
+
+# --- lock-waits --------------------------------------------------------------------------------
+
+@scenario("locks-none", LOCKS, "Busy but healthy: sessions idle and one short transaction, nobody waits on a lock.",
+          params={"wait_seconds": 1}, expect_path=["waits", "no-waits"])
+def _locks_none(c: Cluster, h: Holder) -> None:
+    _table(c)
+    h.hold(2, user="app", app="web")
+    _idle_in_tx(h, "SELECT * FROM public.items WHERE id = 1 FOR UPDATE", app="web")
+
+
+def _row_lock_chain(c: Cluster, h: Holder, holder_user: str = "app") -> None:
+    """`checkout` (idle in transaction) holds row 1; `worker` and `report` queue for it."""
+    _table(c)
+    _idle_in_tx(h, "UPDATE public.items SET name = 'reserved' WHERE id = 1", user=holder_user, app="checkout")
+    h.waiters = [_waits(c, Background(h, "UPDATE public.items SET name = 'shipped' WHERE id = 1", app="worker")),
+                 _waits(c, Background(h, "SELECT * FROM public.items WHERE id = 1 FOR SHARE", app="report"))]
+    time.sleep(1.1)
+
+
+def _waiters_still_wait(h: Holder) -> None:
+    for bg in h.waiters:
+        assert bg.thread.is_alive(), f"pid {bg.pid} should still wait (nothing was terminated)"
+
+
+def _waiters_went_on(c: Cluster, h: Holder) -> None:
+    for bg in h.waiters:
+        assert bg.finished(), f"pid {bg.pid} still waits after its blocker was stopped"
+        assert bg.error is None, f"pid {bg.pid} failed: {bg.error!r}"
+
+
+@scenario("locks-idle-blocker", LOCKS,
+          "`checkout` sits idle in transaction on row 1; `worker` and `report` queue behind it; terminated.",
+          params={"wait_seconds": 1}, confirm={"terminate-idle-root": True}, verify=_waiters_went_on,
+          expect_path=["waits", "root", "terminate-idle-root", "root-terminated"])
+def _locks_idle_blocker(c: Cluster, h: Holder) -> None:
+    _row_lock_chain(c, h)
+
+
+@scenario("locks-idle-blocker-declined", LOCKS,
+          "`checkout` sits idle in transaction on row 1 with two sessions queued; the admin declines.",
+          params={"wait_seconds": 1}, confirm={"terminate-idle-root": False},
+          verify=lambda c, h: _waiters_still_wait(h),
+          expect_path=["waits", "root", "terminate-idle-root", "blocker-idle-in-transaction"])
+def _locks_idle_blocker_declined(c: Cluster, h: Holder) -> None:
+    _row_lock_chain(c, h)
+
+
+@scenario("locks-superuser-blocker", LOCKS,
+          "A superuser session idles in transaction on row 1; kb's `monitor` (pg_signal_backend) may not end it.",
+          params={"wait_seconds": 1}, confirm={"terminate-idle-root": True},
+          expect_path=["waits", "root", "terminate-idle-root", "no-privilege"])
+def _locks_superuser_blocker(c: Cluster, h: Holder) -> None:
+    _row_lock_chain(c, h, holder_user="postgres")
+
+
+@scenario("locks-hidden-blocker", LOCKS,
+          "kb connects as `app` (no pg_read_all_stats); a superuser session blocks app's update.",
+          params={"wait_seconds": 1}, target_user="app", expect_path=["waits", "root", "cannot-see"])
+def _locks_hidden_blocker(c: Cluster, h: Holder) -> None:
+    _row_lock_chain(c, h, holder_user="postgres")
+
+
+def _long_update(c: Cluster, h: Holder) -> None:
+    """`nightly-batch` updates row 1 and then sleeps 30 s in the same statement; `worker` waits for the row."""
+    _table(c)
+    h.sleeper = _sleeps(c, Background(
+        h, "WITH u AS (UPDATE public.items SET name = 'batch' WHERE id = 1 RETURNING id) SELECT pg_sleep(30) FROM u",
+        app="nightly-batch"))
+    h.waiters = [_waits(c, Background(h, "UPDATE public.items SET name = 'shipped' WHERE id = 1", app="worker"))]
+    time.sleep(1.1)
+
+
+def _sleeper_cancelled(c: Cluster, h: Holder) -> None:
+    assert h.sleeper.finished(), "the long statement is still running"
+    assert isinstance(h.sleeper.error, psycopg.errors.QueryCanceled), f"expected a cancel, got {h.sleeper.error!r}"
+    _waiters_went_on(c, h)
+
+
+@scenario("locks-long-query-cancel", LOCKS,
+          "A 30 s statement of `nightly-batch` holds row 1; `worker` waits; the admin cancels the statement.",
+          params={"wait_seconds": 1}, answers={"cancel-or-terminate": "cancel"}, confirm={"cancel-root": True},
+          verify=_sleeper_cancelled,
+          expect_path=["waits", "root", "cancel-or-terminate", "cancel-root", "root-cancelled"])
+def _locks_long_query_cancel(c: Cluster, h: Holder) -> None:
+    _long_update(c, h)
+
+
+def _sleeper_terminated(c: Cluster, h: Holder) -> None:
+    assert h.sleeper.finished(), "the long statement is still running"
+    assert isinstance(h.sleeper.error, psycopg.OperationalError), f"expected a closed session, got {h.sleeper.error!r}"
+    _waiters_went_on(c, h)
+
+
+@scenario("locks-long-query-terminate", LOCKS,
+          "A 30 s statement of `nightly-batch` holds row 1; `worker` waits; the admin ends the session.",
+          params={"wait_seconds": 1}, answers={"cancel-or-terminate": "terminate"},
+          confirm={"terminate-running-root": True}, verify=_sleeper_terminated,
+          expect_path=["waits", "root", "cancel-or-terminate", "terminate-running-root", "root-terminated"])
+def _locks_long_query_terminate(c: Cluster, h: Holder) -> None:
+    _long_update(c, h)
+
+
+@scenario("locks-long-query-leave", LOCKS,
+          "A 30 s statement of `nightly-batch` holds row 1; `worker` waits; the admin lets it finish.",
+          params={"wait_seconds": 1}, answers={"cancel-or-terminate": "leave"},
+          expect_path=["waits", "root", "cancel-or-terminate", "blocker-long-query"])
+def _locks_long_query_leave(c: Cluster, h: Holder) -> None:
+    _long_update(c, h)
+
+
+def _ddl_queue(c: Cluster, h: Holder) -> None:
+    """A 30 s report reads items; a migration's ALTER TABLE waits for it; two readers queue behind the ALTER."""
+    _table(c)
+    h.sleeper = _sleeps(c, Background(h, "SELECT pg_sleep(30) FROM public.items WHERE id = 1", app="report"))
+    h.ddl = _waits(c, Background(h, "ALTER TABLE public.items ADD COLUMN note text", app="migrate"))
+    h.waiters = [_waits(c, Background(h, "SELECT count(*) FROM public.items", app="web")) for _ in range(2)]
+    time.sleep(1.1)
+
+
+def _ddl_cancelled(c: Cluster, h: Holder) -> None:
+    assert h.ddl.finished(), "the ALTER TABLE still waits"
+    assert isinstance(h.ddl.error, psycopg.errors.QueryCanceled), f"expected the DDL cancelled, got {h.ddl.error!r}"
+    _waiters_went_on(c, h)
+    assert h.sleeper.thread.is_alive(), "the long report should still run"
+
+
+@scenario("locks-ddl-queue", LOCKS,
+          "ALTER TABLE waits behind a 30 s report and two plain SELECTs queue behind the ALTER; the DDL is cancelled.",
+          params={"wait_seconds": 1}, confirm={"cancel-ddl": True}, verify=_ddl_cancelled,
+          expect_path=["waits", "root", "cancel-ddl", "ddl-cancelled"])
+def _locks_ddl_queue(c: Cluster, h: Holder) -> None:
+    _ddl_queue(c, h)
+
+
+@scenario("locks-ddl-queue-declined", LOCKS,
+          "ALTER TABLE waits behind a 30 s report with two SELECTs queued behind it; the admin declines.",
+          params={"wait_seconds": 1}, confirm={"cancel-ddl": False},
+          expect_path=["waits", "root", "cancel-ddl", "ddl-queue"])
+def _locks_ddl_queue_declined(c: Cluster, h: Holder) -> None:
+    _ddl_queue(c, h)
+
+
+@scenario("locks-prepared", LOCKS,
+          "A prepared transaction (two-phase commit left behind) holds row 1; `worker` waits for it.",
+          settings={"max_prepared_transactions": 2}, params={"wait_seconds": 1},
+          expect_path=["waits", "root", "prepared-blocker"])
+def _locks_prepared(c: Cluster, h: Holder) -> None:
+    _table(c)
+    conn = h.connect(user="app", app="xa-coordinator", autocommit=False)
+    conn.execute("UPDATE public.items SET name = 'reserved' WHERE id = 1")
+    conn.execute("PREPARE TRANSACTION 'order-42'")
+    h.extra.append(lambda: c.sql("ROLLBACK PREPARED 'order-42'"))
+    h.waiters = [_waits(c, Background(h, "UPDATE public.items SET name = 'shipped' WHERE id = 1", app="worker"))]
+    time.sleep(1.1)
+
+
+# --- deadlocks ---------------------------------------------------------------------------------
+
+FAST_DEADLOCKS = {"deadlock_timeout": "100ms"}
+
+
+def _accounts(c: Cluster) -> None:
+    """shop.accounts, owned by `app`, with three accounts."""
+    c.sql("CREATE TABLE public.accounts (id int PRIMARY KEY, balance int NOT NULL)", user="app", dbname="shop")
+    c.sql("INSERT INTO public.accounts VALUES (1, 100), (2, 100), (3, 100)", user="app", dbname="shop")
+
+
+def _deadlock(c: Cluster, rounds: int = 1) -> None:
+    """Two `transfer` threads update accounts 1 and 2 in opposite order until the detector kills one."""
+    for _ in range(rounds):
+        barrier = threading.Barrier(2, timeout=5)
+        lost: list[BaseException] = []
+
+        def transfer(first: int, second: int) -> None:
+            with psycopg.connect(c.dsn("app", "shop"), application_name="transfer", connect_timeout=5) as conn:
+                try:
+                    conn.execute("UPDATE public.accounts SET balance = balance - 1 WHERE id = %s", (first,))
+                    barrier.wait()
+                    conn.execute("UPDATE public.accounts SET balance = balance + 1 WHERE id = %s", (second,))
+                    conn.commit()
+                except psycopg.errors.DeadlockDetected as exc:
+                    lost.append(exc)
+                    conn.rollback()
+
+        threads = [threading.Thread(target=transfer, args=pair, daemon=True) for pair in ((1, 2), (2, 1))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert len(lost) == 1, f"expected one deadlock victim, got {lost!r}"
+    # the victims' sessions have closed; their statistics reach pg_stat_database on exit
+    _wait_for(c, "SELECT sum(deadlocks) >= %s FROM pg_stat_database", (rounds,), what="the deadlock counter")
+
+
+@scenario("deadlocks-transfers", DEADLOCKS,
+          "Two transfers updated accounts 1 and 2 in opposite order, twice; log_lock_waits is on.",
+          settings={**FAST_DEADLOCKS, "log_lock_waits": "on"}, answers={"pattern": "several-rows"},
+          expect_path=["counter", "logging", "current-waits", "pattern", "lock-order"])
+def _deadlocks_transfers(c: Cluster, h: Holder) -> None:
+    _accounts(c)
+    _deadlock(c, rounds=2)
+
+
+@scenario("deadlocks-queue", DEADLOCKS,
+          "A deadlock was recorded; the person says queue workers hit it.",
+          settings={**FAST_DEADLOCKS, "log_lock_waits": "on"}, answers={"pattern": "queue-workers"},
+          expect_path=["counter", "logging", "current-waits", "pattern", "queue-workers"])
+def _deadlocks_queue(c: Cluster, h: Holder) -> None:
+    _accounts(c)
+    _deadlock(c)
+
+
+@scenario("deadlocks-unlogged", DEADLOCKS,
+          "A deadlock was recorded, but log_lock_waits is off.",
+          settings={**FAST_DEADLOCKS, "log_lock_waits": "off"},
+          expect_path=["counter", "logging", "deadlocks-logging-off"])
+def _deadlocks_unlogged(c: Cluster, h: Holder) -> None:
+    _accounts(c)
+    _deadlock(c)
+
+
+@scenario("deadlocks-with-waits", DEADLOCKS,
+          "A deadlock was recorded, and `checkout` idles in transaction on account 3 while `worker` waits for it.",
+          settings={**FAST_DEADLOCKS, "log_lock_waits": "on"},
+          expect_path=["counter", "logging", "current-waits", "deadlocks-with-waits"])
+def _deadlocks_with_waits(c: Cluster, h: Holder) -> None:
+    _accounts(c)
+    _deadlock(c)
+    conn = psycopg.connect(c.dsn("app", "shop"), application_name="checkout", connect_timeout=5)
+    h.conns.append(conn)
+    conn.execute("UPDATE public.accounts SET balance = 0 WHERE id = 3")
+    _waits(c, Background(h, "UPDATE public.accounts SET balance = 1 WHERE id = 3", app="worker", dbname="shop"))
+    time.sleep(0.3)
+
+
+@scenario("deadlocks-none", DEADLOCKS,
+          "Transfers run in a consistent order: no deadlock; log_lock_waits is on.",
+          settings={**FAST_DEADLOCKS, "log_lock_waits": "on"}, expect_path=["counter", "logging-quiet", "none-recorded"])
+def _deadlocks_none(c: Cluster, h: Holder) -> None:
+    _accounts(c)
+    with psycopg.connect(c.dsn("app", "shop")) as conn:
+        conn.execute("UPDATE public.accounts SET balance = balance - 1 WHERE id = 1")
+        conn.execute("UPDATE public.accounts SET balance = balance + 1 WHERE id = 2")
+
+
+@scenario("deadlocks-none-unlogged", DEADLOCKS,
+          "No deadlock recorded, with the default log_lock_waits = off.",
+          settings={"log_lock_waits": "off"}, expect_path=["counter", "logging-quiet", "none-recorded-unlogged"])
+def _deadlocks_none_unlogged(c: Cluster, h: Holder) -> None:
+    _accounts(c)

@@ -107,3 +107,183 @@ def _no_timeout(c: Cluster, h: Holder) -> None:
 def _healthy(c: Cluster, h: Holder) -> None:
     c.sql("ALTER ROLE app SET statement_timeout = '30s'")
     h.connect(user="app", app="web")
+
+
+# --- xid-wraparound ---------------------------------------------------------------------------------
+XID = "xid-wraparound"
+# A fresh cluster is a few dozen XIDs old, so the scenarios burn 1,000 XIDs (after creating whatever
+# holds the horizon) and measure against thresholds of 500: age_pct 0.5 of autovacuum_freeze_max_age
+# 100,000 (its minimum) and holder_min_age 500. Autovacuum workers that start meanwhile have young
+# snapshots and stay below that.
+XID_SETTINGS = {"autovacuum_freeze_max_age": 100000}
+XID_PARAMS = {"age_pct": 0.5, "holder_min_age": 500}
+
+
+def _burn_xids(c: Cluster, n: int = 1000) -> None:
+    """Consume `n` transaction IDs, one autocommitted txid_current() each."""
+    with psycopg.connect(c.dsn(), autocommit=True) as conn:
+        for _ in range(n):
+            conn.execute("SELECT txid_current()")
+
+
+@scenario("xid-healthy", XID, "A fresh cluster with default thresholds: nothing is old.",
+          expect_path=["databases", "healthy"])
+def _xid_healthy(c: Cluster, h: Holder) -> None:
+    h.connect(user="app", app="web")
+
+
+@scenario("xid-prepared-transaction", XID,
+          "A transaction PREPAREd as 'batch-42' and never committed, 1,000 XIDs ago.",
+          settings={**XID_SETTINGS, "max_prepared_transactions": 5}, params=XID_PARAMS,
+          expect_path=["databases", "horizon", "prepared-transaction"])
+def _xid_prepared(c: Cluster, h: Holder) -> None:
+    c.sql("CREATE TABLE public.ledger (id int PRIMARY KEY, amount int)")
+    c.sql("GRANT ALL ON public.ledger TO app")
+    conn = h.connect(user="app", app="billing", autocommit=False)
+    conn.execute("INSERT INTO public.ledger VALUES (1, 100)")
+    conn.execute("PREPARE TRANSACTION 'batch-42'")
+    conn.commit()  # ends psycopg's view of the transaction; the prepared one stays on the server
+    _burn_xids(c)
+
+
+def _holder_gone(c: Cluster, h: Holder) -> None:
+    assert _wait_until(lambda: c.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'reporting'")[0][0] == 0), \
+        "the reporting session is still there"
+
+
+@scenario("xid-long-transaction", XID,
+          "Application `reporting` holds a REPEATABLE READ transaction with an XID and a snapshot; "
+          "1,000 XIDs pass; the admin terminates it.",
+          settings=XID_SETTINGS, params=XID_PARAMS, confirm={"terminate-holders": True}, verify=_holder_gone,
+          expect_path=["databases", "horizon", "terminate-holders", "horizon-released"])
+def _xid_long_tx(c: Cluster, h: Holder) -> None:
+    conn = h.connect(user="app", app="reporting", autocommit=False)
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    conn.execute("SELECT txid_current()")  # assigns an XID; the snapshot was taken by this first query
+    _burn_xids(c)
+
+
+@scenario("xid-long-transaction-kept", XID,
+          "Same REPEATABLE READ transaction as xid-long-transaction; the admin declines to terminate it.",
+          settings=XID_SETTINGS, params=XID_PARAMS, confirm={"terminate-holders": False},
+          expect_path=["databases", "horizon", "terminate-holders", "long-transaction"])
+def _xid_long_tx_kept(c: Cluster, h: Holder) -> None:
+    _xid_long_tx(c, h)
+
+
+@scenario("xid-logical-slot", XID,
+          "A logical replication slot (test_decoding) nobody consumes; its catalog_xmin stays 1,000 XIDs behind.",
+          settings={**XID_SETTINGS, "wal_level": "logical"}, params=XID_PARAMS,
+          expect_path=["databases", "horizon", "replication-slot"])
+def _xid_slot(c: Cluster, h: Holder) -> None:
+    c.sql("SELECT pg_create_logical_replication_slot('cdc_orders', 'test_decoding')")
+    _burn_xids(c)
+
+
+@scenario("xid-autovacuum-off", XID, "autovacuum = off and 1,000 XIDs consumed; nothing holds the horizon.",
+          settings={**XID_SETTINGS, "autovacuum": "off"}, params=XID_PARAMS,
+          expect_path=["databases", "horizon", "oldest-tables", "autovacuum-off"])
+def _xid_autovacuum_off(c: Cluster, h: Holder) -> None:
+    _burn_xids(c)
+
+
+@scenario("xid-vacuum-behind", XID, "1,000 XIDs consumed, autovacuum on, nothing holds the horizon.",
+          settings=XID_SETTINGS, params=XID_PARAMS,
+          expect_path=["databases", "horizon", "oldest-tables", "vacuum-oldest"])
+def _xid_vacuum_behind(c: Cluster, h: Holder) -> None:
+    _burn_xids(c)
+
+
+# --- lock-table-exhaustion --------------------------------------------------------------------------
+LOCKS = "lock-table-exhaustion"
+# A small lock table: 64 x (10 connections + 1 autovacuum worker + 1 launcher + 0 background workers
+# + 0 WAL senders) = 768 slots (the server still finds about 1,150 before "out of shared memory").
+LOCK_SETTINGS = {"max_connections": 10, "max_locks_per_transaction": 64, "max_worker_processes": 0,
+                 "max_wal_senders": 0, "autovacuum_max_workers": 1}
+
+
+def _create_tables(conn: psycopg.Connection, prefix: str, n: int, schema: str = "public", start: int = 0) -> None:
+    """n tables with a primary key: two locks each (table and index) while the transaction is open."""
+    for i in range(start, start + n):
+        conn.execute(f"CREATE TABLE {schema}.{prefix}_{i:03d} (id int PRIMARY KEY)")
+
+
+def _create_partitioned(c: Cluster, name: str, partitions: int) -> None:
+    with psycopg.connect(c.dsn(), autocommit=False) as conn:
+        conn.execute(f"CREATE TABLE public.{name} (tenant int NOT NULL, id bigint NOT NULL, body text,"
+                     f" PRIMARY KEY (tenant, id)) PARTITION BY LIST (tenant)")
+        for i in range(partitions):
+            conn.execute(f"CREATE TABLE public.{name}_{i:03d} PARTITION OF public.{name} FOR VALUES IN ({i})")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO app")
+
+
+@scenario("locktable-many-tables", LOCKS,
+          "A migration (`migrate`) creates 300 tables with primary keys in one transaction and has not committed.",
+          settings=LOCK_SETTINGS, expect_path=["usage", "holders", "many-locks"])
+def _lt_many_tables(c: Cluster, h: Holder) -> None:
+    c.sql("CREATE SCHEMA staging AUTHORIZATION app")
+    conn = h.connect(user="app", app="migrate", autocommit=False)
+    _create_tables(conn, "import", 300, schema="staging")
+
+
+@scenario("locktable-partitions", LOCKS,
+          "`events` has 300 list partitions; `report` ran SELECT count(*) FROM events in a transaction still open.",
+          settings=LOCK_SETTINGS, expect_path=["usage", "holders", "partition-scan"])
+def _lt_partitions(c: Cluster, h: Holder) -> None:
+    _create_partitioned(c, "events", 300)
+    conn = h.connect(user="app", app="report", autocommit=False)
+    conn.execute("SELECT count(*) FROM public.events")
+
+
+@scenario("locktable-prepared", LOCKS,
+          "A transaction created 300 tables and was PREPAREd as 'deploy-7' but never committed.",
+          settings={**LOCK_SETTINGS, "max_prepared_transactions": 2}, expect_path=["usage", "holders", "prepared-holds-locks"])
+def _lt_prepared(c: Cluster, h: Holder) -> None:
+    c.sql("CREATE SCHEMA staging AUTHORIZATION app")
+    conn = h.connect(user="app", app="deploy", autocommit=False)
+    _create_tables(conn, "deploy", 300, schema="staging")
+    conn.execute("PREPARE TRANSACTION 'deploy-7'")
+    conn.commit()
+
+
+@scenario("locktable-spread", LOCKS,
+          "Six `worker` sessions each hold ACCESS EXCLUSIVE locks on 60 different tables (under 64 each).",
+          settings=LOCK_SETTINGS, params={"high_pct": 40}, expect_path=["usage", "holders", "raise-max-locks"])
+def _lt_spread(c: Cluster, h: Holder) -> None:
+    c.sql("CREATE SCHEMA work AUTHORIZATION app")
+    with psycopg.connect(c.dsn("app"), autocommit=False) as conn:
+        for batch in range(0, 360, 120):  # commit in batches: 360 tables at once would fill the table
+            _create_tables(conn, "job", 120, schema="work", start=batch)
+            conn.commit()
+    for w in range(6):
+        conn = h.connect(user="app", app="worker", autocommit=False)
+        tables = ", ".join(f"work.job_{i:03d}" for i in range(w * 60, w * 60 + 60))
+        conn.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+
+
+@scenario("locktable-partition-risk", LOCKS,
+          "Nothing holds locks now, but `events` has 100 partitions with a primary key each.",
+          settings=LOCK_SETTINGS, expect_path=["usage", "partition-risk", "partition-risk-found"])
+def _lt_partition_risk(c: Cluster, h: Holder) -> None:
+    _create_partitioned(c, "events", 100)
+    h.connect(user="app", app="web")
+
+
+@scenario("locktable-full", LOCKS,
+          "A leaking job (`leaky`) took session advisory locks until the server said out of shared memory.",
+          settings=LOCK_SETTINGS, expect_path=["usage", "table-full"])
+def _lt_full(c: Cluster, h: Holder) -> None:
+    conn = h.connect(user="app", app="leaky")
+    for i in range(100000):
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (i,))
+        except psycopg.errors.OutOfMemory:
+            return
+    raise AssertionError("the lock table never filled up")
+
+
+@scenario("locktable-healthy", LOCKS, "A quiet server with a few small tables.",
+          settings=LOCK_SETTINGS, expect_path=["usage", "partition-risk", "fine"])
+def _lt_healthy(c: Cluster, h: Holder) -> None:
+    c.sql("CREATE TABLE public.orders (id int PRIMARY KEY)")
+    h.connect(user="app", app="web")

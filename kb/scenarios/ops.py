@@ -252,13 +252,15 @@ def _old_standby_kept(c: Cluster, h: Holder) -> None:
 
 
 @scenario("slots-inactive-retaining", SLOTS,
-          "Inactive physical slot `old_standby` retains ~48 MB of WAL; kb's role has REPLICATION and drops it.",
+          "Inactive physical slot `old_standby` retains ~48 MB of WAL (`fresh_standby` almost none); kb's role has "
+          "REPLICATION and drops the old one.",
           settings=WAL, params={"retained_mb": 16}, confirm={"drop-inactive": True}, verify=_old_standby_dropped,
           expect_path=["slots", "drop-inactive", "slots-dropped"])
 def _slots_inactive(c: Cluster, h: Holder) -> None:
     c.sql("ALTER ROLE monitor REPLICATION")
     c.sql("SELECT pg_create_physical_replication_slot('old_standby', true)")
     _generate_wal(c)
+    c.sql("CHECKPOINT")  # a physical slot reserves from the last checkpoint's redo pointer
     c.sql("SELECT pg_create_physical_replication_slot('fresh_standby', true)")
 
 
