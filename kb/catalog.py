@@ -28,9 +28,17 @@ class Catalog:
         return [p for p in self.problems if p.level == "warning"]
 
 
+# Code whose output the catalog cache and the search index hold: a change to it rebuilds them.
+_DERIVED_FROM = ("entry_model.py", "entry_loader.py", "runbook_model.py", "runbook_loader.py", "catalog.py",
+                 "normalize.py", "search_index.py", "problems.py")
+
+
 def fingerprint(*roots: Path) -> str:
-    """A hash of every content file's path, size and bytes; changes whenever content does."""
+    """A hash of every content file and of the code that parses and indexes it."""
     h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in _DERIVED_FROM:
+        h.update((here / name).read_bytes())
     for root in roots:
         if not root.exists():
             continue

@@ -51,8 +51,8 @@ def _code(tokens) -> list[dict]:
             for t in tokens if t.type in ("fence", "code_block")]
 
 
-def parse_body(path: str, body: str, first_line: int) -> tuple[str, dict[str, Section], list[Problem]]:
-    """Split the Markdown body into the fixed sections; returns (summary, sections, problems)."""
+def parse_body(path: str, body: str, first_line: int) -> tuple[tuple[str, str], dict[str, Section], list[Problem]]:
+    """Split the Markdown body into the fixed sections; returns ((summary, its HTML), sections, problems)."""
     problems: list[Problem] = []
     tokens = _md.parse(body)
     heads = []  # (token index, level, title, line)
@@ -66,6 +66,7 @@ def parse_body(path: str, body: str, first_line: int) -> tuple[str, dict[str, Se
             problems.append(Problem(path, line, "body", f"H1 heading {title!r}: the title comes from front matter"))
     intro_end = h2[0][0] if h2 else len(tokens)
     summary = _inline_text(tokens[:intro_end])
+    summary_html = _render(tokens[:intro_end])
     sections: dict[str, Section] = {}
     for n, (start, _, title, line) in enumerate(h2):
         end = h2[n + 1][0] if n + 1 < len(h2) else len(tokens)
@@ -102,7 +103,7 @@ def parse_body(path: str, body: str, first_line: int) -> tuple[str, dict[str, Se
         if required and key not in sections:
             last = first_line + body.count("\n")
             problems.append(Problem(path, first_line if not h2 else last, "body", f"required section {title!r} is missing"))
-    return summary, sections, problems
+    return (summary, summary_html), sections, problems
 
 
 def load_entry(path: Path) -> tuple[Entry | None, list[Problem]]:
@@ -131,11 +132,11 @@ def load_entry(path: Path) -> tuple[Entry | None, list[Problem]]:
         meta = EntryMeta.model_validate(raw)
     except ValidationError as exc:
         problems += pydantic_problems(shown, exc, YamlLines.compose(fm_text, line_offset=1))
-    summary, sections, body_problems = parse_body(shown, body, body_line)
+    (summary, summary_html), sections, body_problems = parse_body(shown, body, body_line)
     problems += body_problems
     if meta is None or any(p.level == "error" for p in problems):
         return None, problems
-    return Entry(slug, shown, meta, summary, sections), problems
+    return Entry(slug, shown, meta, summary, sections, summary_html), problems
 
 
 def cross_check(entries: list[Entry], runbook_ids: set[str] | None) -> list[Problem]:

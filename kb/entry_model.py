@@ -126,6 +126,7 @@ class Entry:
     meta: EntryMeta
     summary: str
     sections: dict[str, Section]
+    summary_html: str = ""
 
     @property
     def url(self) -> str:
@@ -147,6 +148,7 @@ class Entry:
             "time_to_fix": m.time_to_fix,
             "tags": m.tags,
             "summary": self.summary,
+            "summary_html": self.summary_html,
             "updated": m.updated.isoformat(),
         }
         if full:

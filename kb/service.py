@@ -103,7 +103,7 @@ class Service:
         results = []
         for hit in self.search.search(text, limit=limit):
             e = self.catalog.entries[hit["slug"]]
-            snippet = e.summary or (e.sections["quick-fix"].text if "quick-fix" in e.sections else "")
+            snippet = (e.summary or (e.sections["quick-fix"].text if "quick-fix" in e.sections else "")).replace("`", "")
             if len(snippet) > 220:
                 snippet = snippet[:217].rsplit(" ", 1)[0] + "..."
             results.append({

@@ -187,6 +187,29 @@ def _xid_autovacuum_off(c: Cluster, h: Holder) -> None:
     _burn_xids(c)
 
 
+@scenario("xid-table-autovacuum-disabled", XID,
+          "Table `audit_log` has autovacuum_enabled = false; every other table was frozen since, 1,000 XIDs later.",
+          settings=XID_SETTINGS, params=XID_PARAMS,
+          expect_path=["databases", "horizon", "oldest-tables", "table-autovacuum-disabled"])
+def _xid_table_av_off(c: Cluster, h: Holder) -> None:
+    c.sql("CREATE TABLE public.audit_log (id bigint, line text) WITH (autovacuum_enabled = false)")
+    _burn_xids(c)
+    tables = c.sql("SELECT oid::regclass::text FROM pg_class WHERE relkind IN ('r', 'm')"
+                   " AND oid <> 'public.audit_log'::regclass")
+    with psycopg.connect(c.dsn(), autocommit=True) as conn:
+        for (t,) in tables:
+            conn.execute(f"VACUUM (FREEZE) {t}")
+
+
+@scenario("xid-other-database", XID,
+          "1,000 XIDs consumed, then every table of `postgres` (kb's database) frozen; `shop` and template1 stay old.",
+          settings=XID_SETTINGS, params=XID_PARAMS,
+          expect_path=["databases", "horizon", "oldest-tables", "other-database"])
+def _xid_other_db(c: Cluster, h: Holder) -> None:
+    _burn_xids(c)
+    c.sql("VACUUM (FREEZE)")
+
+
 @scenario("xid-vacuum-behind", XID, "1,000 XIDs consumed, autovacuum on, nothing holds the horizon.",
           settings=XID_SETTINGS, params=XID_PARAMS,
           expect_path=["databases", "horizon", "oldest-tables", "vacuum-oldest"])
@@ -271,8 +294,9 @@ def _lt_partition_risk(c: Cluster, h: Holder) -> None:
 
 @scenario("locktable-full", LOCKS,
           "A leaking job (`leaky`) took session advisory locks until the server said out of shared memory.",
-          settings=LOCK_SETTINGS, expect_path=["usage", "table-full"])
+          settings={**LOCK_SETTINGS, "autovacuum": "off"}, expect_path=["usage", "table-full"])
 def _lt_full(c: Cluster, h: Holder) -> None:
+    # autovacuum off: no worker may release a lock entry between the fill and kb's connection
     conn = h.connect(user="app", app="leaky")
     for i in range(100000):
         try:
