@@ -40,7 +40,9 @@ class Server:
         return self.kb("token", "create", name, "--role", role)
 
     def start(self) -> "Server":
-        self.log = open(self.workdir / "server.log", "w")
+        if getattr(self, "log", None):
+            self.log.close()
+        self.log = open(self.workdir / "server.log", "a")
         self.proc = subprocess.Popen([sys.executable, "-m", "kb", "serve", "--workers", str(self.workers)],
                                      env=self.env, cwd=self.workdir, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -61,6 +63,9 @@ class Server:
             subprocess.run(["pkill", "-9", "-P", str(self.proc.pid)], check=False)
             self.proc.kill()
             self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

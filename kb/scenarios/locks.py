@@ -154,12 +154,10 @@ def _idle_declined(c: Cluster, h: Holder) -> None:
     time.sleep(1.2)
 
 
-def _blocking_setup(c: Cluster, h: Holder, user: str = "app") -> Background:
+def _blocking_setup(c: Cluster, h: Holder) -> Background:
     """`checkout` updated row 1 and went idle in transaction; `worker` waits to update the same row."""
     _table(c)
-    if user != "app":
-        c.sql("GRANT ALL ON public.items TO postgres")
-    _idle_in_tx(h, "UPDATE public.items SET name = 'reserved' WHERE id = 1", user=user, app="checkout")
+    _idle_in_tx(h, "UPDATE public.items SET name = 'reserved' WHERE id = 1", app="checkout")
     bg = _waits(c, Background(h, "UPDATE public.items SET name = 'shipped' WHERE id = 1", app="worker"))
     time.sleep(1.2)
     return bg
