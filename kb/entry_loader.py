@@ -165,7 +165,7 @@ def cross_check(entries: list[Entry], runbook_ids: set[str] | None) -> list[Prob
             for i, rb in enumerate(e.meta.runbooks):
                 if rb not in runbook_ids:
                     problems.append(Problem(e.path, lines.line(("runbooks", i)), f"runbooks[{i}]",
-                                            f"no runbook with id {rb!r}", "warning"))  # TODO(error)
+                                            f"no runbook with id {rb!r}"))
     return problems
 
 

@@ -14,7 +14,7 @@ from kb.runbook_model import (ActionStep, AllOf, AnyOf, ConclusionStep, Diagnost
                               ParamRef, QuestionStep, Runbook)
 
 SQL_PARAM_RE = re.compile(r"%\((\w+)\)s")
-STRAY_PERCENT_RE = re.compile(r"%(?!%|\(\w+\)s)")
+ESCAPES_RE = re.compile(r"%%|%\(\w+\)s")  # what psycopg reads as a literal % or a parameter
 # Outcome names the engine gives to failures that carry no SQLSTATE of their own.
 ENGINE_CONDITIONS = {"connection_failure", "busy", "error", "no_reserved_connection", "timeout"}
 
@@ -125,7 +125,7 @@ def check_runbook(rb: Runbook, path: str, lines: YamlLines, conditions: set[str]
             for name in SQL_PARAM_RE.findall(sql):
                 if name not in rb.params and not (name == "preview_ids" and field == "sql" and isinstance(step, ActionStep)):
                     add(loc, f"steps.{sid}.{field}", f"parameter {name!r} is not defined in params")
-            if STRAY_PERCENT_RE.search(sql):
+            if "%" in ESCAPES_RE.sub("", sql):
                 add(loc, f"steps.{sid}.{field}", "a literal % must be written %% (parameters are %(name)s)")
             if rb.target_kind == "pgbouncer" and not re.match(r"\s*show\b", sql, re.I):
                 add(loc, f"steps.{sid}.{field}", "pgbouncer admin console steps may only run SHOW commands")

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def runbooks_dir(tmp_path):
     d = tmp_path / "rb"
-    shutil.copytree(ROOT / "runbooks", d, ignore=lambda _d, names: [n for n in names if n.endswith(".yaml") and n != "connection-exhaustion.yaml"])  # TEMP
+    shutil.copytree(ROOT / "runbooks", d)
     for f in (ROOT / "tests" / "fixtures" / "runbooks").glob("*.yaml"):
         shutil.copy(f, d)
     return d

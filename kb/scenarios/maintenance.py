@@ -237,7 +237,7 @@ def _create_partitioned(c: Cluster, name: str, partitions: int) -> None:
                      f" PRIMARY KEY (tenant, id)) PARTITION BY LIST (tenant)")
         for i in range(partitions):
             conn.execute(f"CREATE TABLE public.{name}_{i:03d} PARTITION OF public.{name} FOR VALUES IN ({i})")
-        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO app")
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO app")
 
 
 @scenario("locktable-many-tables", LOCKS,

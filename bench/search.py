@@ -1,0 +1,103 @@
+"""Search latency (p50/p99) over the real content and over a generated corpus of 10,000 entries,
+plus index build time. In-process, the way the server calls it.
+
+    python bench/search.py [--entries 10000] [--queries 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kb.catalog import load_catalog  # noqa: E402
+from kb.search_index import Doc, SearchIndex  # noqa: E402
+from kb.service import entry_doc  # noqa: E402
+
+WORDS = ("connection relation column index lock transaction snapshot replication slot segment buffer tuple "
+         "constraint partition sequence schema role database tablespace checkpoint vacuum analyze trigger "
+         "function operator cursor portal statement timeout deadlock serialization page toast heap btree gin "
+         "gist brin wal archive standby primary publication subscription extension catalog privilege").split()
+VERBS = "could not cannot failed to unable to refused to is not allowed to must not".split(" ")
+
+
+def pastes() -> list[str]:
+    out = []
+    for f in sorted((ROOT / "tests" / "search_cases").glob("*.yaml")):
+        for items in (yaml.safe_load(f.read_text()) or {}).values():
+            out += items
+    return out
+
+
+def generated_docs(n: int, rng: random.Random) -> list[Doc]:
+    docs = []
+    for i in range(n):
+        k = rng.randint(4, 9)
+        msg = " ".join(rng.choice(WORDS) for _ in range(k))
+        msg = f'{rng.choice(VERBS)} {msg} "%s" {rng.choice(WORDS)}{i}'
+        prose = " ".join(rng.choice(WORDS) for _ in range(150))
+        code = f"{rng.randint(10, 99)}{rng.choice('ABCDEFP')}{rng.randint(10, 99)}"
+        docs.append(Doc(f"gen-{i}", f"ERROR: {msg}", [msg], [code], [rng.choice(WORDS)], prose))
+    return docs
+
+
+def measure(ix: SearchIndex, queries: list[str], rounds: int) -> tuple[float, float, float]:
+    for q in queries[:50]:
+        ix.search(q)  # warm
+    times = []
+    for _ in range(rounds):
+        for q in queries:
+            t0 = time.perf_counter()
+            ix.search(q)
+            times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99) - 1], times[-1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--entries", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    rng = random.Random(42)
+    cat = load_catalog(ROOT / "content", ROOT / "runbooks")
+    real = [entry_doc(e) for e in cat.entries.values()]
+    queries = pastes()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        ix = SearchIndex.open_or_build(Path(tmp) / "real", "real", real)
+        build_real = time.perf_counter() - t0
+        p50, p99, worst = measure(ix, queries, args.rounds)
+        print(f"real content: {len(real)} entries, index build {build_real:.2f} s; "
+              f"{len(queries)} pastes x {args.rounds}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms")
+
+        big = real + generated_docs(args.entries, rng)
+        t0 = time.perf_counter()
+        ix = SearchIndex.open_or_build(Path(tmp) / "big", "big", big)
+        build_big = time.perf_counter() - t0
+        gen_queries = [f"2026-11-26 10:00:00 UTC [{rng.randint(100, 99999)}] app@db ERROR:  "
+                       + d.messages[0].replace("%s", f"obj_{rng.randint(1, 999)}") for d in rng.sample(big[len(real):], 500)]
+        mixed = queries + gen_queries
+        p50, p99, worst = measure(ix, mixed, args.rounds)
+        print(f"generated corpus: {len(big)} entries, index build {build_big:.1f} s; "
+              f"{len(mixed)} pastes x {args.rounds}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms")
+        ok = sum(ix.search(q, limit=1)[0]["slug"] == d for q, d in zip(gen_queries, [None] * 0)) if False else None
+        hits = 0
+        for q in gen_queries:
+            top = ix.search(q, limit=1)
+            hits += bool(top) and top[0]["matched"] is not None and not str(top[0]["matched"]).startswith("SQLSTATE")
+        print(f"generated pastes matched by a message template: {hits}/{len(gen_queries)}")
+        print(f"target: p99 <= 15 ms at 10,000 entries -> {'met' if p99 <= 15 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
