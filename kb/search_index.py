@@ -26,7 +26,7 @@ TEMPLATE_BONUS = 1000.0
 CONTAINED_BONUS = 300.0  # a template whose match lies inside a longer template's match
 SQLSTATE_BONUS = 200.0
 PROSE_CAP = 150.0
-MAX_QUERY_TERMS = 48
+MAX_QUERY_TERMS = 16
 _PLACEHOLDERS = {QUOTED, NUMBER, HOST, VAR}
 
 
@@ -77,6 +77,8 @@ class SearchIndex:
             self._lexicon = {f: {t.decode() if isinstance(t, bytes) else t for t in reader.field_terms(f)}
                              for f in ("tmpl", "title", "prose", "tags")}
         self._stem = self._ix.schema["prose"].analyzer
+        self._df_cache: dict[tuple[str, str], int] = {}
+        self._df_cap = max(50, len(docs) // 20)  # terms in more entries than this carry no signal
 
     # --- building -----------------------------------------------------------------------------
     @classmethod
@@ -148,24 +150,37 @@ class SearchIndex:
         return found
 
     def prose_hits(self, tokens: list[str], limit: int) -> dict[str, float]:
-        """BM25F scores over the short fields, for the paste's words the index knows."""
-        terms, seen = [], set()
+        """BM25F scores over the short fields, for the paste's rarest words the index knows.
+
+        Whoosh unions every posting of every term, so cost grows with document frequency: words that
+        most entries share say little and are left out, and only the rarest terms are queried.
+        """
+        candidates, seen = [], set()
         for tok in tokens:
             if tok in _PLACEHOLDERS or tok in STOP_WORDS or len(tok) < 2 or tok in seen:
                 continue
             seen.add(tok)
             for field in ("tmpl", "title", "tags"):
                 if tok in self._lexicon[field]:
-                    terms.append(Term(field, tok))
+                    candidates.append((field, tok))
             for stemmed in (t.text for t in self._stem(tok)):
                 if stemmed in self._lexicon["prose"]:
-                    terms.append(Term("prose", stemmed))
-            if len(terms) >= MAX_QUERY_TERMS:
-                break
+                    candidates.append(("prose", stemmed))
+        if not candidates:
+            return {}
+        scored = sorted((self._df(f, t), f, t) for f, t in set(candidates))
+        terms = [Term(f, t) for df, f, t in scored if df <= self._df_cap][:MAX_QUERY_TERMS]
         if not terms:
             return {}
         results = self._searcher().search(Or(terms), limit=limit)
         return {hit["slug"]: hit.score for hit in results}
+
+    def _df(self, field: str, text: str) -> int:
+        key = (field, text)
+        df = self._df_cache.get(key)
+        if df is None:
+            df = self._df_cache[key] = self._searcher().doc_frequency(field, text)
+        return df
 
     def search(self, text: str, limit: int = 10) -> list[dict]:
         """Ranked hits: [{slug, score, matched}] with exact evidence far above prose."""
