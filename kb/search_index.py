@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ CONTAINED_BONUS = 300.0  # a template whose match lies inside a longer template'
 SQLSTATE_BONUS = 200.0
 PROSE_CAP = 150.0
 MAX_QUERY_TERMS = 16
+CACHE_SIZE = 4096
 _PLACEHOLDERS = {QUOTED, NUMBER, HOST, VAR}
 
 
@@ -78,6 +80,8 @@ class SearchIndex:
                              for f in ("tmpl", "title", "prose", "tags")}
         self._stem = self._ix.schema["prose"].analyzer
         self._df_cache: dict[tuple[str, str], int] = {}
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_lock = threading.Lock()
         self._df_cap = max(50, len(docs) // 20)  # terms in more entries than this carry no signal
 
     # --- building -----------------------------------------------------------------------------
@@ -183,10 +187,28 @@ class SearchIndex:
         return df
 
     def search(self, text: str, limit: int = 10) -> list[dict]:
-        """Ranked hits: [{slug, score, matched}] with exact evidence far above prose."""
+        """Ranked hits: [{slug, score, matched}] with exact evidence far above prose.
+
+        Results are cached by the normalised paste, so the same error pasted again with another
+        timestamp, PID, host or identifier (what an incident channel does) costs one dict lookup.
+        """
         tokens = normalize_text(text)
-        templates = self.template_hits(tokens)
         codes = [c for c in sqlstates_in(text) if c in self._sqlstates]
+        key = (tuple(tokens), tuple(codes), limit)
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return [dict(h) for h in hit]
+        ranked = self._rank(tokens, codes, limit)
+        with self._cache_lock:
+            self._cache[key] = ranked
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return [dict(h) for h in ranked]
+
+    def _rank(self, tokens: list[str], codes: list[str], limit: int) -> list[dict]:
+        templates = self.template_hits(tokens)
         prose = self.prose_hits(tokens, limit=max(limit, 20))
         scores: dict[str, float] = {}
         matched: dict[str, str | None] = {}
