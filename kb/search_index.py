@@ -29,6 +29,7 @@ SQLSTATE_BONUS = 200.0
 PROSE_CAP = 150.0
 MAX_QUERY_TERMS = 16
 CACHE_SIZE = 4096
+SERVER_SIDE_BONUS = 15.0
 _PLACEHOLDERS = {QUOTED, NUMBER, HOST, VAR}
 
 
@@ -54,6 +55,7 @@ class Doc:
     sqlstates: list[str]
     tags: list[str]
     prose: str
+    server_side: bool = True  # the server's own message, not a client library's report of it
 
 
 @dataclass
@@ -115,6 +117,7 @@ class SearchIndex:
         return cls(target, docs)
 
     def _build_tables(self, docs: list[Doc]) -> None:
+        self._server_side = {d.slug for d in docs if d.server_side}
         freq: dict[str, int] = {}
         parsed = []
         for d in docs:
@@ -217,6 +220,8 @@ class SearchIndex:
             inside = any(o != slug and o_span[0] <= span[0] and span[1] <= o_span[1] and o_span != span
                          for o, o_span in spans.items())
             scores[slug] = (CONTAINED_BONUS if inside else TEMPLATE_BONUS) + 10.0 * literal_count
+            if slug in self._server_side:  # in a paste with several errors, the server's cause before its echoes
+                scores[slug] += SERVER_SIDE_BONUS
             matched[slug] = message
         for code in codes:
             for slug in self._sqlstates[code]:

@@ -22,7 +22,8 @@ def entry_doc(entry) -> Doc:
         if key in entry.sections:
             parts.append(entry.sections[key].text)
     prose = " ".join(" ".join(parts).split()[:120])
-    return Doc(entry.slug, entry.meta.title, entry.meta.messages, entry.meta.sqlstate, entry.meta.tags, prose)
+    return Doc(entry.slug, entry.meta.title, entry.meta.messages, entry.meta.sqlstate, entry.meta.tags, prose,
+               server_side=entry.meta.level != "client")
 
 
 class Service:
