@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # the repository instead of bench/ (bench/http.py would shadow http)
 
 from kb.catalog import load_catalog  # noqa: E402
 from kb.search_index import Doc, SearchIndex  # noqa: E402
