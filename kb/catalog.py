@@ -84,7 +84,7 @@ def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False) ->
     runbooks, found = load_runbooks(runbooks_dir)
     problems += found
     problems += cross_check(entries, set(runbooks))
-    problems += check_runbooks_against_entries(runbooks, {e.slug for e in entries})
+    problems += check_runbooks_against_entries(runbooks, {e.slug: e for e in entries})
     bad = [p for p in problems if p.level == "error" or (strict and p.level == "warning")]
     if bad:
         raise ContentInvalid(bad)

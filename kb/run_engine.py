@@ -266,8 +266,9 @@ class Engine:
             for link in step.fix:
                 e = self.entries.get(link.entry)
                 url = f"/errors/{link.entry}" + (f"#{link.section}" if link.section else "")
-                fix.append({"entry": link.entry, "title": e.meta.title if e else link.entry,
-                            "label": link.label or (e.meta.title if e else link.entry), "url": url})
+                title = e.meta.title if e else link.entry
+                fix.append({"entry": link.entry, "title": title, "url": url,
+                            "label": link.label or _link_label(e, link.section, title)})
             verdict = fill(step.verdict, result, state["params"])
             conclusion = {"step_id": sid, "title": step.title, "verdict": verdict, "status": step.status,
                           "body": fill(step.body, result, state["params"]), "fix": fix}
@@ -322,3 +323,16 @@ def _is_connect_error(exc) -> bool:
     if isinstance(exc, (Busy, NoReservedConnection)):
         return True
     return isinstance(exc, psycopg.OperationalError) and getattr(exc, "sqlstate", None) is None
+
+
+def _link_label(entry, section: str | None, title: str) -> str:
+    """'<fix step or section title> (<entry title>)', or the entry title alone."""
+    if entry is None or not section:
+        return title
+    for sec in entry.sections.values():
+        if sec.key == section:
+            return f"{sec.title} ({title})"
+        for item in sec.items:
+            if item.id == section:
+                return f"{item.title} ({title})"
+    return title

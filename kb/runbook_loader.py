@@ -223,9 +223,10 @@ def load_runbooks(root: Path) -> tuple[dict[str, Runbook], list[Problem]]:
     return runbooks, problems
 
 
-def check_runbooks_against_entries(runbooks: dict[str, Runbook], slugs: set[str]) -> list[Problem]:
-    """Runbooks naming entries (serves, fix links, entry: outcomes) that do not exist."""
+def check_runbooks_against_entries(runbooks: dict[str, Runbook], entries: dict) -> list[Problem]:
+    """Runbooks naming entries (serves, fix links, entry: outcomes) or entry sections that do not exist."""
     problems = []
+    slugs = set(entries)
     for rb in runbooks.values():
         path = rb._path
         lines = YamlLines.compose(Path(path).read_text(encoding="utf-8"))
@@ -238,8 +239,19 @@ def check_runbooks_against_entries(runbooks: dict[str, Runbook], slugs: set[str]
                     if link.entry not in slugs:
                         problems.append(Problem(path, lines.line(("steps", sid, "fix", i)), f"steps.{sid}.fix[{i}].entry",
                                                 f"no entry with slug {link.entry!r}"))
+                    elif link.section and link.section not in _anchors(entries[link.entry]):
+                        problems.append(Problem(path, lines.line(("steps", sid, "fix", i)), f"steps.{sid}.fix[{i}].section",
+                                                f"entry {link.entry!r} has no section or fix step {link.section!r}"))
             for key in getattr(step, "on_error", {}):
                 if key.startswith("entry:") and key[6:] not in slugs:
                     problems.append(Problem(path, lines.line(("steps", sid, "on_error", key)),
                                             f"steps.{sid}.on_error.{key}", f"no entry with slug {key[6:]!r}"))
     return problems
+
+
+def _anchors(entry) -> set[str]:
+    """Section keys and item ids an entry page has anchors for."""
+    out = set(entry.sections)
+    for sec in entry.sections.values():
+        out.update(i.id for i in sec.items)
+    return out
