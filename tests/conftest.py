@@ -89,6 +89,18 @@ def store_url(request, store_cluster):
     return store_cluster.url("postgres", name)
 
 
+@pytest.fixture
+def runbooks_dir(tmp_path) -> Path:
+    """The real runbooks plus the probe runbooks of tests/fixtures/runbooks."""
+    import shutil
+
+    d = tmp_path / "runbooks"
+    shutil.copytree(ROOT / "runbooks", d)
+    for f in (ROOT / "tests" / "fixtures" / "runbooks").glob("*.yaml"):
+        shutil.copy(f, d)
+    return d
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)

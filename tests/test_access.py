@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import shutil
 import time
 import urllib.parse
 from pathlib import Path
@@ -15,15 +14,6 @@ import pytest
 from kb.web.auth import new_token, token_digest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def runbooks_dir(tmp_path):
-    d = tmp_path / "rb"
-    shutil.copytree(ROOT / "runbooks", d)
-    for f in (ROOT / "tests" / "fixtures" / "runbooks").glob("*.yaml"):
-        shutil.copy(f, d)
-    return d
 
 
 @pytest.fixture

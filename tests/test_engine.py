@@ -3,7 +3,6 @@ bound parameters, the per-target connection cap, row caps, and both run stores."
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -17,16 +16,6 @@ from kb.web.auth import Identity
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATOR = Identity("op", "operator", "token")
-
-
-@pytest.fixture
-def runbooks_dir(tmp_path) -> Path:
-    """The real runbooks plus the probe runbooks used here."""
-    d = tmp_path / "runbooks"
-    shutil.copytree(ROOT / "runbooks", d)
-    for f in (ROOT / "tests" / "fixtures" / "runbooks").glob("*.yaml"):
-        shutil.copy(f, d)
-    return d
 
 
 @pytest.fixture

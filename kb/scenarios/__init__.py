@@ -6,7 +6,6 @@ module of this package registers the scenarios of one runbook with the @scenario
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kb.errors import ApiError, BadRequest
 from kb.web import auth
 from kb.web.errors import validation_errors
-from kb.web.present import json_response, service
+from kb.web.present import json_response, limit_arg, service
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -60,18 +60,11 @@ def body(model: type[BaseModel], allow_empty: bool = False) -> BaseModel:
         raise BadRequest("invalid request body", validation_errors(exc)) from None
 
 
-def _limit() -> int:
-    raw = request.args.get("limit", "10")
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest("limit must be an integer", [{"field": "limit", "reason": "an integer 1..50"}]) from None
-
 
 @bp.get("/search")
 def search_get():
     auth.rate_limit("search")
-    return json_response(service().search_text(request.args.get("q", ""), limit=_limit()))
+    return json_response(service().search_text(request.args.get("q", ""), limit=limit_arg()))
 
 
 @bp.post("/search")
@@ -111,7 +104,7 @@ def targets():
 @bp.get("/runs")
 def runs_list():
     auth.require("reader")
-    return json_response(service().runs.recent(limit=_limit()))
+    return json_response(service().runs.recent(limit=limit_arg()))
 
 
 @bp.post("/runs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from kb.web.present import present, service
+from kb.web.present import limit_arg, present, service
 
 bp = Blueprint("pages", __name__, template_folder="../templates")
 
@@ -24,18 +24,9 @@ def search():
     q = request.args.get("q", "")
     if not q.strip() and not request.path.endswith(".json"):
         return present("pages/search.html", {"query": "", "count": 0, "results": []})
-    data = service().search_text(q, limit=_limit())
+    data = service().search_text(q, limit=limit_arg())
     return present("pages/search.html", data)
 
-
-def _limit() -> int:
-    from kb.errors import BadRequest
-
-    raw = request.args.get("limit", "10")
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest("limit must be an integer", [{"field": "limit", "reason": "an integer 1..50"}]) from None
 
 
 @bp.get("/errors")

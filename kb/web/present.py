@@ -40,3 +40,14 @@ def present(template: str, data: dict, json_path: str | None = None, cache_key: 
             alt += "?" + request.query_string.decode("latin-1")
         resp.headers["Link"] = f'<{alt}>; rel="alternate"; type="application/json"'
     return resp
+
+
+def limit_arg(default: int = 10) -> int:
+    """The `limit` query parameter as an integer (range checks belong to the service)."""
+    from kb.errors import BadRequest
+
+    raw = request.args.get("limit", str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest("limit must be an integer", [{"field": "limit", "reason": "an integer 1..50"}]) from None
