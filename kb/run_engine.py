@@ -117,11 +117,11 @@ class Engine:
             raise RunStateError(f"the run is {run['status']}; start a new run to go again")
         sid = state["current"]
         step = rb.steps[sid]
+        if self._executed(run) >= self.max_steps:
+            return self._stop(run, actor, f"step limit of {self.max_steps} reached")
         if isinstance(step, DiagnosticStep):
             if answer is not None or confirm is not None:
                 raise BadRequest("the current step is a diagnostic: advance without an answer or confirmation")
-            if self._executed(run) >= self.max_steps:
-                return self._stop(run, actor, f"step limit of {self.max_steps} reached")
             record, nxt = self._diagnostic(run, rb, sid, step)
         elif isinstance(step, QuestionStep):
             values = [a.value for a in step.answers]

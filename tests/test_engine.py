@@ -208,3 +208,38 @@ def test_credentials_never_leave_the_server(make_service, pg):
     blob = json.dumps(run) + svc.runs.transcript(run["id"]) + json.dumps(svc.runs.targets_for(OPERATOR))
     assert "hunter2" not in blob
     assert run["steps"][0]["error"]["condition"] == "connection_failure"
+
+
+def test_a_question_loop_stops_at_the_step_limit(make_service):
+    svc = make_service(max_steps=5)
+    run = svc.runs.start("probe-loop", "t", {}, OPERATOR, auto=True)
+    while run["status"] == "active":
+        run = svc.runs.advance(run["id"], OPERATOR, answer="yes", auto=True)
+    assert run["status"] == "stopped"
+    assert run["summary"] == "Stopped: step limit of 5 reached"
+    assert sum(s["kind"] in ("diagnostic", "question") for s in run["steps"]) == 5
+
+
+def test_sandbox_starts_a_scenario_and_says_how_to_use_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "kb", "sandbox", "connections-many-idle"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out = ""
+        deadline = time.monotonic() + 60
+        while "Ctrl-C" not in out and time.monotonic() < deadline:
+            out += proc.stdout.readline()
+        assert "[targets.sandbox]" in out and "kb run connection-exhaustion --target sandbox" in out
+        dsn = out.split('dsn = "')[1].split('"')[0]
+        with psycopg.connect(dsn) as conn:
+            n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'worker'").fetchone()[0]
+        assert n == 6
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    assert not os.path.exists(out.split("PostgreSQL in ")[1].split(")")[0])
