@@ -13,6 +13,7 @@ from kb.search_index import MAX_QUERY_CHARS, Doc, SearchIndex
 from kb.settings import Config
 
 log = logging.getLogger("kb")
+ENGINE_ORDER = {"postgresql": 0, "pgbouncer": 1}  # the server first, then the pooler, then drivers A-Z
 
 
 def entry_doc(entry) -> Doc:
@@ -75,7 +76,7 @@ class Service:
         """Entries filtered by engine, tag or SQLSTATE, with the facets to browse by."""
         items = list(self.catalog.entries.values())
         facets = {
-            "engines": sorted({e.meta.engine for e in items}),
+            "engines": sorted({e.meta.engine for e in items}, key=lambda n: (ENGINE_ORDER.get(n, 9), n)),
             "tags": sorted({t for e in items for t in e.meta.tags}),
             "sqlstates": sorted({c for e in items for c in e.meta.sqlstate}),
         }
