@@ -205,7 +205,7 @@ class Executor:
             text = sql if sql is not None else self.pick_sql(step, version)
             t0 = time.perf_counter()
             if pool.target.kind == "pgbouncer":
-                result = self._fetch(conn.execute(text), None)
+                result = self._fetch(conn.execute(text))
             else:
                 result = self._in_transaction(conn, text, params, write, statement_ms, label)
             result.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
@@ -225,7 +225,7 @@ class Executor:
                     " set_config('application_name', %s, true)",
                     (str(statement_ms or t.statement_ms), str(t.lock_ms), str(t.idle_ms), label[:63]))
                 cur.execute(sql, params)
-                result = self._fetch(cur, cur.rowcount)
+                result = self._fetch(cur)
             if write:
                 conn.commit()
             else:
@@ -243,7 +243,7 @@ class Executor:
                 conn.read_only = True
 
     @staticmethod
-    def _fetch(cur, rowcount) -> StepResult:
+    def _fetch(cur) -> StepResult:
         if cur.description is None:
             return StepResult(row_count=max(cur.rowcount, 0), status=cur.statusmessage or "")
         cols = [d.name for d in cur.description]

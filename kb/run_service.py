@@ -105,8 +105,6 @@ class RunService:
                 current["preview"] = state.get("pending")
             else:
                 current["sql"] = self.executor.pick_sql(step, None)
-        if state.get("failure") and state["failure"].get("entry") is None and state["failure"].get("message"):
-            pass
         summary = self._summary(run, state, current)
         return {
             "id": run["id"],

@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 from kb.catalog import Catalog, load_catalog_cached
-from kb.entry_model import SECTIONS
 from kb.errors import ApiError, BadRequest, NotFound
 from kb.search_index import MAX_QUERY_CHARS, Doc, SearchIndex
 from kb.settings import Config
@@ -132,6 +131,3 @@ class Service:
                   "target_kind": rb.target_kind, "entries": rb.entries}
                  for rb in sorted(self.catalog.runbooks.values(), key=lambda r: r.id)]
         return {"count": len(items), "runbooks": items}
-
-    def sections_order(self) -> list[tuple[str, str]]:
-        return [(k, t) for k, t, _ in SECTIONS]
