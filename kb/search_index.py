@@ -30,6 +30,7 @@ PROSE_CAP = 150.0
 MAX_QUERY_TERMS = 16
 CACHE_SIZE = 4096
 SERVER_SIDE_BONUS = 15.0
+COMPANION_SCORE = 100.0
 _PLACEHOLDERS = {QUOTED, NUMBER, HOST, VAR}
 
 
@@ -56,6 +57,7 @@ class Doc:
     tags: list[str]
     prose: str
     server_side: bool = True  # the server's own message, not a client library's report of it
+    related: tuple[str, ...] = ()
 
 
 @dataclass
@@ -69,8 +71,9 @@ class _Template:
 class SearchIndex:
     """An opened index plus the template anchor table; thread-safe for concurrent searches."""
 
-    def __init__(self, index_dir: Path, docs: list[Doc]):
+    def __init__(self, index_dir: Path, docs: list[Doc], cache_size: int = CACHE_SIZE):
         self.index_dir = index_dir
+        self.cache_size = cache_size
         self._ix = windex.open_dir(str(index_dir))
         self._local = threading.local()
         self._sqlstates: dict[str, list[str]] = {}
@@ -88,7 +91,7 @@ class SearchIndex:
 
     # --- building -----------------------------------------------------------------------------
     @classmethod
-    def open_or_build(cls, base_dir: Path, fingerprint: str, docs: list[Doc]) -> "SearchIndex":
+    def open_or_build(cls, base_dir: Path, fingerprint: str, docs: list[Doc], cache_size: int = CACHE_SIZE) -> "SearchIndex":
         """Reuse `base_dir/index-<fingerprint>` when it exists, else build it atomically."""
         base_dir.mkdir(parents=True, exist_ok=True)
         target = base_dir / f"index-{fingerprint}"
@@ -114,10 +117,11 @@ class SearchIndex:
             for old in base_dir.glob("index-*"):
                 if old.name != target.name and (old / "READY").exists():
                     shutil.rmtree(old, ignore_errors=True)
-        return cls(target, docs)
+        return cls(target, docs, cache_size)
 
     def _build_tables(self, docs: list[Doc]) -> None:
         self._server_side = {d.slug for d in docs if d.server_side}
+        self._related = {d.slug: d.related for d in docs}
         freq: dict[str, int] = {}
         parsed = []
         for d in docs:
@@ -198,6 +202,8 @@ class SearchIndex:
         tokens = normalize_text(text)
         codes = [c for c in sqlstates_in(text) if c in self._sqlstates]
         key = (tuple(tokens), tuple(codes), limit)
+        if not self.cache_size:
+            return self._rank(tokens, codes, limit)
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -206,13 +212,12 @@ class SearchIndex:
         ranked = self._rank(tokens, codes, limit)
         with self._cache_lock:
             self._cache[key] = ranked
-            if len(self._cache) > CACHE_SIZE:
+            if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return [dict(h) for h in ranked]
 
     def _rank(self, tokens: list[str], codes: list[str], limit: int) -> list[dict]:
         templates = self.template_hits(tokens)
-        prose = self.prose_hits(tokens, limit=max(limit, 20))
         scores: dict[str, float] = {}
         matched: dict[str, str | None] = {}
         spans = {slug: v[2] for slug, v in templates.items()}
@@ -222,13 +227,23 @@ class SearchIndex:
             scores[slug] = (CONTAINED_BONUS if inside else TEMPLATE_BONUS) + 10.0 * literal_count
             if slug in self._server_side:  # in a paste with several errors, the server's cause before its echoes
                 scores[slug] += SERVER_SIDE_BONUS
+            scores[slug] -= span[0] * 1e-4  # then the error that comes first in the paste
             matched[slug] = message
         for code in codes:
             for slug in self._sqlstates[code]:
                 scores[slug] = scores.get(slug, 0.0) + SQLSTATE_BONUS
                 matched.setdefault(slug, f"SQLSTATE {code}")
-        for slug, score in prose.items():
-            scores[slug] = scores.get(slug, 0.0) + min(score, PROSE_CAP)
-            matched.setdefault(slug, None)
+        if templates:
+            # Exact evidence decides; BM25 over prose would only add cost. The rest of the list is
+            # the matched entries' companion errors, which their authors chose.
+            for rank, slug in enumerate(sorted(templates, key=lambda s: -scores[s])):
+                for i, rel in enumerate(self._related.get(slug, ())):
+                    if rel not in scores:
+                        scores[rel] = COMPANION_SCORE - rank - i * 0.01
+                        matched[rel] = None
+        else:
+            for slug, score in self.prose_hits(tokens, limit=max(limit, 20)).items():
+                scores[slug] = scores.get(slug, 0.0) + min(score, PROSE_CAP)
+                matched.setdefault(slug, None)
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         return [{"slug": s, "score": round(sc, 2), "matched": matched[s]} for s, sc in ranked]

@@ -23,7 +23,7 @@ def entry_doc(entry) -> Doc:
             parts.append(entry.sections[key].text)
     prose = " ".join(" ".join(parts).split()[:120])
     return Doc(entry.slug, entry.meta.title, entry.meta.messages, entry.meta.sqlstate, entry.meta.tags, prose,
-               server_side=entry.meta.level != "client")
+               server_side=entry.meta.level != "client", related=tuple(entry.meta.related))
 
 
 class Service:
