@@ -29,6 +29,11 @@ class RunService:
         self.engine = Engine(catalog.runbooks, self.store, self.executor, max_rows=config.max_rows,
                              max_steps=config.max_steps, search=service.search, entries=catalog.entries)
 
+    def close(self) -> None:
+        """Close idle target connections and the run store's pool."""
+        self.executor.close()
+        self.store.close()
+
     # --- access ----------------------------------------------------------------------------------
     def targets_for(self, ident) -> dict:
         """Targets the identity may run against (names and descriptions only)."""

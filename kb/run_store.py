@@ -112,6 +112,12 @@ class RunStore:
         self.backend = _Postgres(url) if url else _Sqlite(instance / "runs.sqlite3")
         self.kind = "postgresql" if url else "sqlite"
 
+    def close(self) -> None:
+        """Release the store's connections (the PostgreSQL pool; SQLite keeps per-thread handles)."""
+        pool = getattr(self.backend, "pool", None)
+        if pool is not None:
+            pool.close()
+
     def _exec(self, cur, sql: str, args=()):
         cur.execute(self.backend.q(sql), args)
         return cur

@@ -31,7 +31,7 @@ def make_service(config_factory, runbooks_dir, pg, store_url):
 
     yield make
     for svc in made:
-        svc.runs.executor.close()
+        svc.runs.close()
 
 
 def finish(svc, runbook, params=None):

