@@ -18,7 +18,7 @@ WITH_ITEMS = {"fix", "faq"}
 
 def anchor(text: str) -> str:
     """A URL fragment for a heading."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "section"
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80].rstrip("-") or "section"
 
 
 def split_front_matter(text: str) -> tuple[str, str, int] | None:
