@@ -94,7 +94,7 @@ def _leaf(leaf: Leaf, result: Result, params: dict) -> tuple[bool, str]:
     col = leaf.column
     if not result.rows:
         ok = op == "is null"
-        return ok, f"{col}: no rows"
+        return ok, "no rows"
     if leaf.rows == "first":
         v = result.rows[0].get(col)
         ok = _compare(v, op, value)
