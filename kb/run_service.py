@@ -89,8 +89,8 @@ class RunService:
             r["url"] = f"/runs/{r['id']}"
         return {"count": len(items), "runs": items}
 
-    def transcript(self, run_id: str) -> str:
-        return transcript(self.view(self.engine.load(run_id)))
+    def transcript(self, run_id: str, base: str = "") -> str:
+        return transcript(self.view(self.engine.load(run_id)), base)
 
     # --- presentation ----------------------------------------------------------------------------
     def view(self, run: dict) -> dict:

@@ -14,10 +14,10 @@ def _table(columns: list[str], rows: list[list], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
-def transcript(run: dict) -> str:
-    """Markdown for a run view (RunService.view)."""
+def transcript(run: dict, base: str = "") -> str:
+    """Markdown for a run view (RunService.view); links are made absolute with `base` when given."""
     out = [f"# {run['runbook']['title']} on `{run['target']}`", "",
-           f"- Run: `{run['id']}` ({run['status']})", f"- Started by {run['created_by']} at {run['created_at']}"]
+           f"- Run: [`{run['id']}`]({base}{run['links']['page']}) ({run['status']})", f"- Started by {run['created_by']} at {run['created_at']}"]
     if run["params"]:
         out.append("- Parameters: " + ", ".join(f"`{k}={v}`" for k, v in run["params"].items()))
     out.append("")
@@ -38,7 +38,7 @@ def transcript(run: dict) -> str:
             out.append(f"\nError `{e.get('condition')}`" + (f" (SQLSTATE {e['sqlstate']})" if e.get("sqlstate") else "")
                        + f": {e.get('message')}")
             if e.get("entry"):
-                out.append(f"See [{e['entry']['title']}]({e['entry']['url']}).")
+                out.append(f"See [{e['entry']['title']}]({base}{e['entry']['url']}).")
         if s.get("answer"):
             out.append(f"\nAnswer: `{s['answer']}`")
         if s.get("branch"):
@@ -51,7 +51,7 @@ def transcript(run: dict) -> str:
             if c.get("body"):
                 out += ["", c["body"].strip()]
             for f in c.get("fix") or []:
-                out.append(f"- Fix: [{f['label']}]({f['url']})")
+                out.append(f"- Fix: [{f['label']}]({base}{f['url']})")
         out.append("")
     if run.get("failure") and run["status"] != "finished":
         f = run["failure"]

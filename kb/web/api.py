@@ -136,7 +136,7 @@ def runs_transcript(run_id: str):
     from flask import Response
 
     auth.require("reader")
-    return Response(service().runs.transcript(run_id), mimetype="text/markdown; charset=utf-8")
+    return Response(service().runs.transcript(run_id, request.host_url.rstrip("/")), mimetype="text/markdown; charset=utf-8")
 
 
 @bp.get("/openapi.json")

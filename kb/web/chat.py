@@ -66,7 +66,7 @@ def slack():
             run = svc.runs.start(parts[1], parts[2], {}, ident, auto=True)
         except ApiError as exc:
             return _reply(f"Could not start: {exc.error}")
-        md = transcript(run)
+        md = transcript(run, base)
         if len(md) > 3500:
             md = md[:3500] + "\n…"
         return _reply(f"{run['summary']}\n<{base}{run['links']['page']}|Open run {run['id']}>\n\n{md}", in_channel=True)

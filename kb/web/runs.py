@@ -76,6 +76,6 @@ def advance(run_id: str):
 @bp.get("/runs/<run_id>/transcript.md")
 def transcript(run_id: str):
     auth.require("reader")
-    text = service().runs.transcript(run_id)
+    text = service().runs.transcript(run_id, request.host_url.rstrip("/"))
     return Response(text, mimetype="text/markdown; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="kb-run-{run_id}.md"'})
