@@ -23,7 +23,7 @@ sys.path[0] = str(ROOT)  # the repository instead of bench/ (bench/http.py would
 import psycopg  # noqa: E402
 
 from kb.pgcluster import Cluster  # noqa: E402
-from kb.scenarios import base_roles  # noqa: E402
+from kb.scenarios import ConnectionWatch, base_roles  # noqa: E402
 from kb.service import Service  # noqa: E402
 from kb.settings import load_config  # noqa: E402
 from kb.web.auth import Identity  # noqa: E402
@@ -77,15 +77,6 @@ def main() -> None:
         print(f"  overhead p50: {e50 - d50:.2f} ms (target <= 3 ms -> {'met' if e50 - d50 <= 3 else 'NOT met'})")
 
         # 20 concurrent runs on one target with cap 1
-        peak, stop = [0], threading.Event()
-
-        def watch():
-            with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
-                while not stop.is_set():
-                    n = c.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'kb%%'").fetchone()[0]
-                    peak[0] = max(peak[0], n)
-                    time.sleep(0.002)
-
         done, failed = [], []
 
         def one():
@@ -95,20 +86,17 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001
                 failed.append(repr(exc))
 
-        w = threading.Thread(target=watch)
-        w.start()
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=one) for _ in range(args.runs)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
-        stop.set()
-        w.join()
+        with ConnectionWatch(cluster.dsn("postgres"), every=0.002) as watch:
+            t0 = time.perf_counter()
+            threads = [threading.Thread(target=one) for _ in range(args.runs)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - t0
         stored = {r["id"] for r in runs.store.recent(1000)}
         print(f"{args.runs} concurrent runs, cap 1: {len(done)} finished, {len(failed)} not, "
-              f"{len(set(done) & stored)} in the store; peak kb connections {peak[0]} (cap 1); {wall:.2f} s wall")
+              f"{len(set(done) & stored)} in the store; peak kb connections {watch.peak} (cap 1); {wall:.2f} s wall")
         runs.executor.close()
     finally:
         cluster.destroy()

@@ -128,15 +128,16 @@ def load_entry(path: Path) -> tuple[Entry | None, list[Problem]]:
     if not isinstance(raw, dict):
         return None, problems + [Problem(shown, 2, "front matter", "must be a mapping of keys to values")]
     meta = None
+    lines = YamlLines.compose(fm_text, line_offset=1)
     try:
         meta = EntryMeta.model_validate(raw)
     except ValidationError as exc:
-        problems += pydantic_problems(shown, exc, YamlLines.compose(fm_text, line_offset=1))
+        problems += pydantic_problems(shown, exc, lines)
     (summary, summary_html), sections, body_problems = parse_body(shown, body, body_line)
     problems += body_problems
     if meta is None or any(p.level == "error" for p in problems):
         return None, problems
-    return Entry(slug, shown, meta, summary, sections, summary_html), problems
+    return Entry(slug, shown, meta, summary, sections, summary_html, lines), problems
 
 
 def cross_check(entries: list[Entry], runbook_ids: set[str] | None) -> list[Problem]:
@@ -145,7 +146,7 @@ def cross_check(entries: list[Entry], runbook_ids: set[str] | None) -> list[Prob
     by_slug = {e.slug: e for e in entries}
     claimed: dict[str, Entry] = {}
     for e in entries:
-        lines = _front_lines(e)
+        lines = e.lines
         for i, rel in enumerate(e.meta.related):
             if rel not in by_slug:
                 problems.append(Problem(e.path, lines.line(("related", i)), f"related[{i}]",
@@ -167,12 +168,6 @@ def cross_check(entries: list[Entry], runbook_ids: set[str] | None) -> list[Prob
                     problems.append(Problem(e.path, lines.line(("runbooks", i)), f"runbooks[{i}]",
                                             f"no runbook with id {rb!r}"))
     return problems
-
-
-def _front_lines(entry: Entry) -> YamlLines:
-    text = Path(entry.path).read_text(encoding="utf-8")
-    fm_text, _, _ = split_front_matter(text)
-    return YamlLines.compose(fm_text, line_offset=1)
 
 
 def load_entries(root: Path) -> tuple[list[Entry], list[Problem]]:

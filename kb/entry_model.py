@@ -127,6 +127,7 @@ class Entry:
     summary: str
     sections: dict[str, Section]
     summary_html: str = ""
+    lines: object = None  # YamlLines of the front matter, for problems found after loading
 
     @property
     def url(self) -> str:

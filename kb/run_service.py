@@ -35,9 +35,10 @@ class RunService:
         self.store.close()
 
     # --- access ----------------------------------------------------------------------------------
-    def targets_for(self, ident) -> dict:
-        """Targets the identity may run against (names and descriptions only)."""
-        items = [t.public() for t in self.targets.values() if ident.role in t.roles]
+    def targets_for(self, ident, kind: str | None = None) -> dict:
+        """Targets the identity may run against (names and descriptions only), of one kind if given."""
+        items = [t.public() for t in self.targets.values()
+                 if ident.role in t.roles and (kind is None or t.kind == kind)]
         return {"count": len(items), "targets": items}
 
     def _target(self, name: str, ident):

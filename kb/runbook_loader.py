@@ -204,6 +204,7 @@ def load_runbook(path: Path, conditions: set[str]) -> tuple[Runbook | None, list
     if rb.id != path.stem:
         problems.append(Problem(shown, lines.line(("id",)), "id", f"must match the file name {path.stem!r}"))
     problems += check_runbook(rb, shown, lines, conditions)
+    rb._path, rb._lines = shown, lines
     return (None if any(p.level == "error" for p in problems) else rb), problems
 
 
@@ -218,7 +219,6 @@ def load_runbooks(root: Path) -> tuple[dict[str, Runbook], list[Problem]]:
         rb, found = load_runbook(path, conditions)
         problems += found
         if rb is not None:
-            rb._path = display_path(str(path))
             runbooks[rb.id] = rb
     return runbooks, problems
 
@@ -228,8 +228,7 @@ def check_runbooks_against_entries(runbooks: dict[str, Runbook], entries: dict) 
     problems = []
     slugs = set(entries)
     for rb in runbooks.values():
-        path = rb._path
-        lines = YamlLines.compose(Path(path).read_text(encoding="utf-8"))
+        path, lines = rb._path, rb._lines
         for i, slug in enumerate(rb.entries):
             if slug not in slugs:
                 problems.append(Problem(path, lines.line(("entries", i)), f"entries[{i}]", f"no entry with slug {slug!r}"))

@@ -233,6 +233,7 @@ class Runbook(_Strict):
     start: str
     steps: dict[str, Step] = Field(min_length=1)
     _path: str = PrivateAttr("")  # the file it came from, for problems found after loading
+    _lines: object = PrivateAttr(None)  # its YamlLines, likewise
 
     def as_dict(self) -> dict:
         """Plain data for the API."""

@@ -128,8 +128,9 @@ def load_config(overrides: dict | None = None, environ: dict | None = None) -> C
 
 
 def _coerce(setting: Setting, value: Any, where: str) -> Any:
-    if isinstance(value, (list, bool)) or (isinstance(value, int) and setting.parse is int):
-        return setting.parse(value) if setting.parse is _list else value
+    """Environment strings are parsed; TOML values arrive typed (lists still normalised)."""
+    if not isinstance(value, str) and setting.parse is not _list:
+        return value
     try:
         return setting.parse(value)
     except (TypeError, ValueError) as exc:

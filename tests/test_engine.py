@@ -138,16 +138,9 @@ def test_rows_are_capped_and_the_cap_is_said(make_service):
 
 
 def test_concurrent_runs_never_exceed_the_connection_cap(make_service, pg):
+    from kb.scenarios import ConnectionWatch
+
     svc = make_service(busy_timeout=60, target_idle_seconds=0.5)
-    peak, stop = [0], threading.Event()
-
-    def watch():
-        with psycopg.connect(pg.dsn("postgres"), autocommit=True) as conn:
-            while not stop.is_set():
-                n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'kb%%'").fetchone()[0]
-                peak[0] = max(peak[0], n)
-                time.sleep(0.005)
-
     results, errors = [], []
 
     def one():
@@ -156,18 +149,15 @@ def test_concurrent_runs_never_exceed_the_connection_cap(make_service, pg):
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
-    w = threading.Thread(target=watch)
-    w.start()
-    threads = [threading.Thread(target=one) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    stop.set()
-    w.join()
+    with ConnectionWatch(pg.dsn("postgres")) as watch:
+        threads = [threading.Thread(target=one) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     assert not errors
     assert len(results) == 20 and all(r["conclusion"]["step_id"] == "done" for r in results)
-    assert 1 <= peak[0] <= 1
+    assert 1 <= watch.peak <= 1
     assert svc.runs.store.recent(50) and len({r["id"] for r in results}) == 20
 
 

@@ -6,6 +6,8 @@ module of this package registers the scenarios of one runbook with the @scenario
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -40,6 +42,32 @@ class Holder:
             except psycopg.Error:
                 pass
         self.conns = []
+
+
+class ConnectionWatch:
+    """Samples pg_stat_activity in a thread while open; `peak` is the most kb sessions seen at once."""
+
+    def __init__(self, dsn: str, app_like: str = "kb%", every: float = 0.003):
+        self.dsn, self.app_like, self.every = dsn, app_like, every
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self._stop.is_set():
+                n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
+                                 (self.app_like,)).fetchone()[0]
+                self.peak = max(self.peak, n)
+                time.sleep(self.every)
+
+    def __enter__(self) -> "ConnectionWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 @dataclass

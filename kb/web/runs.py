@@ -24,8 +24,7 @@ def new():
     rid = request.args.get("runbook", "")
     rb = svc.runbook(rid)
     ident = auth.current()
-    targets = svc.runs.targets_for(ident)["targets"] if ident.can("operator") else []
-    targets = [t for t in targets if t["kind"] == rb["target_kind"]]
+    targets = svc.runs.targets_for(ident, rb["target_kind"])["targets"] if ident.can("operator") else []
     return render_template("runs/new.html", rb=rb, targets=targets, entry=request.args.get("entry"),
                            errors=[], values={})
 
@@ -44,7 +43,7 @@ def start():
     try:
         run = svc.runs.start(rid, request.form.get("target", ""), params, ident, auto=False)
     except BadRequest as exc:
-        targets = [t for t in svc.runs.targets_for(ident)["targets"] if t["kind"] == rb["target_kind"]]
+        targets = svc.runs.targets_for(ident, rb["target_kind"])["targets"]
         return render_template("runs/new.html", rb=rb, targets=targets, entry=request.form.get("entry"),
                                errors=exc.errors or [{"field": "", "reason": exc.error}], values=params), 400
     return redirect(f"/runs/{run['id']}", code=303)
