@@ -24,7 +24,7 @@ import urllib.request
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb.pgcluster import free_port  # noqa: E402
+from kb.scenarios.cluster import free_port  # noqa: E402
 
 PASTE = "2026-04-02 10:11:12.345 UTC [4711] app@shop FATAL:  sorry, too many clients already"
 

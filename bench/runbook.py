@@ -22,7 +22,7 @@ sys.path[0] = str(ROOT)  # the repository instead of bench/ (bench/http.py would
 
 import psycopg  # noqa: E402
 
-from kb.pgcluster import Cluster  # noqa: E402
+from kb.scenarios.cluster import Cluster  # noqa: E402
 from kb.scenarios import ConnectionWatch, base_roles  # noqa: E402
 from kb.service import Service  # noqa: E402
 from kb.settings import load_config  # noqa: E402

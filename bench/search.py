@@ -19,8 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # the repository instead of bench/ (bench/http.py would shadow http)
 
-from kb.catalog import load_catalog  # noqa: E402
-from kb.search_index import Doc, SearchIndex  # noqa: E402
+from kb.service.catalog import load_catalog  # noqa: E402
+from kb.knowledge.search import Doc, SearchIndex  # noqa: E402
 from kb.service import entry_doc  # noqa: E402
 
 WORDS = ("connection relation column index lock transaction snapshot replication slot segment buffer tuple "

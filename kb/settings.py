@@ -10,6 +10,21 @@ from typing import Any, Callable
 
 from kb.errors import ConfigError
 
+# content/, runbooks/ and static/ sit at the top of the repository; a built package carries copies of
+# them in kb/shipped/ (see setup.py), while a checkout or an editable install reads them in place.
+PACKAGE_DATA = Path(__file__).resolve().parent / "shipped"
+SOURCE_TREE = Path(__file__).resolve().parent.parent
+SHIPPED = ("content", "runbooks", "static")
+
+
+def shipped(name: str) -> Path:
+    """The folder `name` (content, runbooks or static) that kb ships, wherever this kb is installed."""
+    if (PACKAGE_DATA / name).is_dir():
+        return PACKAGE_DATA / name
+    if (SOURCE_TREE / "pyproject.toml").is_file() and (SOURCE_TREE / name).is_dir():
+        return SOURCE_TREE / name
+    raise ConfigError(f"kb's {name}/ folder is missing from {PACKAGE_DATA}: reinstall kb")
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -38,8 +53,8 @@ SETTINGS: list[Setting] = [
     Setting("KB_STORE_URL", "store_url", None, str, "PostgreSQL DSN of the run store; a SQLite file in the instance folder when unset."),
     Setting("KB_SLACK_SIGNING_SECRET", "slack_signing_secret", None, str, "Enables POST /chat/slack and verifies its requests."),
     Setting("KB_SECRET_KEY", "secret_key", None, str, "Session signing key; generated and kept in the instance folder when unset."),
-    Setting("KB_CONTENT_DIR", "content_dir", "content", str, "Folder of error entries (Markdown)."),
-    Setting("KB_RUNBOOKS_DIR", "runbooks_dir", "runbooks", str, "Folder of runbooks (YAML)."),
+    Setting("KB_CONTENT_DIR", "content_dir", None, str, "Folder of error entries (Markdown); the entries kb ships when unset."),
+    Setting("KB_RUNBOOKS_DIR", "runbooks_dir", None, str, "Folder of runbooks (YAML); the runbooks kb ships when unset."),
     Setting("KB_INSTANCE_DIR", "instance_dir", "instance", str, "Folder for the search index, run store and secret key."),
     Setting("KB_INDEX_DIR", "index_dir", None, str, "Folder of the search index (default: the instance folder)."),
     Setting("KB_HOST", "host", "127.0.0.1", str, "Address `kb serve` binds to."),
@@ -123,6 +138,9 @@ def load_config(overrides: dict | None = None, environ: dict | None = None) -> C
             values[key] = value
         else:
             raise ConfigError(f"unknown setting {key!r}")
+    for key in ("content_dir", "runbooks_dir"):
+        if not values[key]:
+            values[key] = str(shipped(key.removesuffix("_dir")))
     return Config(values, tables.get("targets", {}), tables.get("users", {}),
                   tables.get("chat_users", {}), source)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.pgcluster import Cluster
+from kb.scenarios.cluster import Cluster
 from kb.settings import load_config
 
 ROOT = Path(__file__).resolve().parent.parent

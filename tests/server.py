@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from kb.pgcluster import free_port
+from kb.scenarios.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

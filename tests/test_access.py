@@ -44,7 +44,7 @@ def start_run(app, tokens, runbook="probe-action"):
     return r.get_json()["id"]
 
 
-@pytest.mark.parametrize("who,expected", zip(WHO, [200, 200, 200, 200]))
+@pytest.mark.parametrize("who,expected", list(zip(WHO, [200, 200, 200, 200])))
 def test_search_and_read(secured, who, expected):
     app, tokens = secured
     c = app.test_client()
@@ -53,7 +53,7 @@ def test_search_and_read(secured, who, expected):
         assert c.get(url, headers=headers(tokens, who)).status_code == expected, url
 
 
-@pytest.mark.parametrize("who,expected", zip(WHO, [401, 403, 201, 201]))
+@pytest.mark.parametrize("who,expected", list(zip(WHO, [401, 403, 201, 201])))
 def test_start_run(secured, who, expected):
     app, tokens = secured
     r = app.test_client().post("/api/v1/runs", json={"runbook": "probe-action", "target": "t"}, headers=headers(tokens, who))
@@ -62,7 +62,7 @@ def test_start_run(secured, who, expected):
         assert r.get_json()["ok"] is False
 
 
-@pytest.mark.parametrize("who,expected", zip(WHO, [401, 403, 200, 200]))
+@pytest.mark.parametrize("who,expected", list(zip(WHO, [401, 403, 200, 200])))
 def test_advance_diagnostic(secured, who, expected):
     app, tokens = secured
     run_id = start_run(app, tokens)
@@ -70,7 +70,7 @@ def test_advance_diagnostic(secured, who, expected):
     assert r.status_code == expected, r.get_json()
 
 
-@pytest.mark.parametrize("who,expected", zip(WHO, [401, 403, 403, 200]))
+@pytest.mark.parametrize("who,expected", list(zip(WHO, [401, 403, 403, 200])))
 def test_confirm_action(secured, pg, who, expected):
     app, tokens = secured
     c = app.test_client()
@@ -87,7 +87,7 @@ def test_confirm_action(secured, pg, who, expected):
         assert events[-1]["event"] in ("confirm-refused", "preview")
 
 
-@pytest.mark.parametrize("who,visible", zip(WHO, [0, 0, 1, 1]))
+@pytest.mark.parametrize("who,visible", list(zip(WHO, [0, 0, 1, 1])))
 def test_targets_only_for_allowed_roles(secured, who, visible):
     app, tokens = secured
     body = app.test_client().get("/api/v1/targets", headers=headers(tokens, who)).get_json()

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kb.pgcluster import Cluster, free_port
+from kb.scenarios.cluster import Cluster, free_port
 from kb.service import Service
 from kb.web.auth import Identity
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.catalog import load_catalog
+from kb.service.catalog import load_catalog
 from kb.errors import ContentInvalid
 
 GOOD_FRONT = """---

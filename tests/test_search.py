@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kb.normalize import normalize_text, sqlstates_in, template_regex, template_tokens
+from kb.knowledge.normalize import normalize_text, sqlstates_in, template_regex, template_tokens
 
 CASES_DIR = Path(__file__).resolve().parent / "search_cases"
 

@@ -6,7 +6,7 @@ import pytest
 
 from kb.errors import ConfigError
 from kb.settings import load_config
-from kb.targets import load_targets, redact
+from kb.runbooks.targets import load_targets, redact
 
 
 def cfg(env=None, **over):

@@ -1,7 +1,10 @@
 """Reproductions: put a throwaway cluster into the failure a runbook diagnoses, for real.
 
 Used by the tests and by `kb sandbox <scenario>` so a person can practise on the same states. Each
-module of this package registers the scenarios of one runbook with the @scenario decorator.
+module of this package registers the scenarios of one runbook with the @scenario decorator;
+`cluster` starts and stops the throwaway PostgreSQL servers and pgbouncers they run on.
+
+May import `kb.errors` only: scenarios act on clusters, not on kb's runbooks or service.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Callable
 
 import psycopg
 
-from kb.pgcluster import Cluster
+from kb.scenarios.cluster import Cluster
 
 
 class Holder:

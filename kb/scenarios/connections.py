@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from kb.pgcluster import Cluster
+from kb.scenarios.cluster import Cluster
 from kb.scenarios import Holder, scenario
 
 CONN = {"max_connections": 10, "superuser_reserved_connections": 3}  # 7 usable slots

@@ -13,7 +13,7 @@ import time
 import psycopg
 import psycopg.errors
 
-from kb.pgcluster import Cluster
+from kb.scenarios.cluster import Cluster
 from kb.scenarios import Holder, scenario
 
 IDLE = "idle-in-transaction"

@@ -7,7 +7,7 @@ import time
 
 import psycopg
 
-from kb.pgcluster import Cluster
+from kb.scenarios.cluster import Cluster
 from kb.scenarios import Holder, scenario
 
 

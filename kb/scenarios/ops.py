@@ -14,7 +14,7 @@ import time
 
 import psycopg
 
-from kb.pgcluster import Cluster, PgBouncer
+from kb.scenarios.cluster import Cluster, PgBouncer
 from kb.scenarios import Holder, scenario
 
 # --- pgbouncer ----------------------------------------------------------------------------------

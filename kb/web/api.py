@@ -5,41 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kb.errors import ApiError, BadRequest
 from kb.web import auth
+from kb.web.bodies import AdvanceBody, SearchBody, StartRunBody
 from kb.web.errors import validation_errors
+from kb.web.openapi import spec
 from kb.web.present import json_response, limit_arg, service
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-
-class SearchBody(BaseModel):
-    """POST /api/v1/search."""
-
-    model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, description="Pasted error text, logs or stack trace")
-    limit: int = Field(default=10, ge=1, le=50)
-
-
-class StartRunBody(BaseModel):
-    """POST /api/v1/runs."""
-
-    model_config = ConfigDict(extra="forbid")
-    runbook: str = Field(min_length=1, max_length=100)
-    target: str = Field(min_length=1, max_length=100)
-    params: dict[str, Any] = {}
-    auto: bool = Field(default=False, description="Run diagnostics until the first question, action or conclusion")
-
-
-class AdvanceBody(BaseModel):
-    """POST /api/v1/runs/<id>/advance."""
-
-    model_config = ConfigDict(extra="forbid")
-    answer: str | None = Field(default=None, max_length=100)
-    confirm: bool | None = None
-    auto: bool = False
 
 
 def body(model: type[BaseModel], allow_empty: bool = False) -> BaseModel:
@@ -141,6 +116,5 @@ def runs_transcript(run_id: str):
 
 @bp.get("/openapi.json")
 def openapi():
-    from kb.openapi import spec
 
     return json_response(spec())

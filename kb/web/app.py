@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-from pathlib import Path
 
 from flask import Flask
 
 from kb.service import Service
-from kb.settings import Config, load_config
+from kb.settings import Config, load_config, shipped
 
-STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
 
 def _secret_key(cfg: Config) -> str:
@@ -27,7 +25,7 @@ def _secret_key(cfg: Config) -> str:
 def create_app(config: Config | dict | None = None) -> Flask:
     """Build the app; raises ContentInvalid (every problem) when content does not validate."""
     cfg = config if isinstance(config, Config) else load_config(config)
-    app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static",
+    app = Flask(__name__, static_folder=str(shipped("static")), static_url_path="/static",
                 instance_path=str(cfg.instance_path))
     app.config.update(
         SECRET_KEY=_secret_key(cfg),

@@ -14,7 +14,7 @@ import time
 from flask import Blueprint, current_app, request
 
 from kb.errors import ApiError
-from kb.transcript import transcript
+from kb.runbooks.transcript import transcript
 from kb.web.auth import Identity
 from kb.web.present import json_response, service
 

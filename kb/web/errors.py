@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from kb.errors import ApiError
-from kb.problems import loc_to_field
+from kb.knowledge.problems import loc_to_field
 
 log = logging.getLogger("kb")
 

@@ -9,8 +9,8 @@ import yaml
 from markdown_it import MarkdownIt
 from pydantic import ValidationError
 
-from kb.entry_model import SECTION_BY_TITLE, SECTIONS, SLUG_RE, Entry, EntryMeta, Section, Subsection
-from kb.problems import Problem, YamlLines, display_path, load_yaml, pydantic_problems, yaml_error_problem
+from kb.knowledge.model import SECTION_BY_TITLE, SECTIONS, SLUG_RE, Entry, EntryMeta, Section, Subsection
+from kb.knowledge.problems import Problem, YamlLines, display_path, load_yaml, pydantic_problems, yaml_error_problem
 
 _md = MarkdownIt("commonmark", {"html": False}).enable("table")
 WITH_ITEMS = {"fix", "faq"}

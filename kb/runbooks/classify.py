@@ -9,9 +9,9 @@ from __future__ import annotations
 import psycopg
 import psycopg.errors
 
-from kb.executor import Busy, NoReservedConnection
-from kb.runbook_loader import condition_name
-from kb.targets import redact
+from kb.runbooks.executor import Busy, NoReservedConnection
+from kb.runbooks.loader import condition_name
+from kb.runbooks.targets import redact
 
 
 def _condition_for(sqlstate: str | None) -> str | None:

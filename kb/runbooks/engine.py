@@ -5,12 +5,12 @@ from __future__ import annotations
 import secrets
 import threading
 
-from kb.classify import classify
-from kb.conditions import Result, evaluate, fill
+from kb.runbooks.classify import classify
+from kb.runbooks.conditions import Result, evaluate, fill
 from kb.errors import BadRequest, NotFound, RunStateError
-from kb.executor import Executor
-from kb.run_store import RunStore, now
-from kb.runbook_model import ActionStep, ConclusionStep, DiagnosticStep, QuestionStep, Runbook, coerce_param
+from kb.runbooks.executor import Executor
+from kb.runbooks.store import RunStore, now
+from kb.runbooks.model import ActionStep, ConclusionStep, DiagnosticStep, QuestionStep, Runbook, coerce_param
 
 BUILTIN_PARAMS = {"preview_ids"}
 
@@ -318,7 +318,7 @@ def _is_connect_error(exc) -> bool:
     """A failure to connect (psycopg gives it no SQLSTATE) rather than a query failure."""
     import psycopg
 
-    from kb.executor import Busy, NoReservedConnection
+    from kb.runbooks.executor import Busy, NoReservedConnection
 
     if isinstance(exc, (Busy, NoReservedConnection)):
         return True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from kb.web.bodies import AdvanceBody, SearchBody, StartRunBody
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -25,7 +27,6 @@ def _errors(*codes: int) -> dict:
 @lru_cache(maxsize=1)
 def spec() -> dict:
     """The whole document."""
-    from kb.web.api import AdvanceBody, SearchBody, StartRunBody
 
     def body(model) -> dict:
         return {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}

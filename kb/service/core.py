@@ -6,9 +6,9 @@ import logging
 import threading
 from pathlib import Path
 
-from kb.catalog import Catalog, load_catalog_cached
+from kb.service.catalog import Catalog, load_catalog_cached
 from kb.errors import ApiError, BadRequest, NotFound
-from kb.search_index import MAX_QUERY_CHARS, Doc, SearchIndex
+from kb.knowledge.search import MAX_QUERY_CHARS, Doc, SearchIndex
 from kb.settings import Config
 
 log = logging.getLogger("kb")
@@ -50,7 +50,7 @@ class Service:
     def runs(self):
         with self._runs_lock:  # one RunService (and one set of target pools) per process
             if self._runs is None:
-                from kb.run_service import RunService
+                from kb.runbooks.service import RunService
 
                 self._runs = RunService(self.config, self.catalog, self)
         return self._runs

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 from kb.errors import ApiError, BadRequest, NotFound
-from kb.executor import Executor, Timeouts
-from kb.run_engine import Engine
-from kb.run_store import RunStore
-from kb.runbook_model import ActionStep, QuestionStep
-from kb.targets import load_targets
-from kb.transcript import transcript
+from kb.runbooks.executor import Executor, Timeouts
+from kb.runbooks.engine import Engine
+from kb.runbooks.store import RunStore
+from kb.runbooks.model import ActionStep, QuestionStep
+from kb.runbooks.targets import load_targets
+from kb.runbooks.transcript import transcript
 
 log = logging.getLogger("kb")
 

@@ -9,8 +9,8 @@ import psycopg.errors
 import yaml
 from pydantic import ValidationError
 
-from kb.problems import Problem, YamlLines, display_path, load_yaml, pydantic_problems, yaml_error_problem
-from kb.runbook_model import (ActionStep, AllOf, AnyOf, ConclusionStep, DiagnosticStep, Leaf, NotOf,
+from kb.knowledge.problems import Problem, YamlLines, display_path, load_yaml, pydantic_problems, yaml_error_problem
+from kb.runbooks.model import (ActionStep, AllOf, AnyOf, ConclusionStep, DiagnosticStep, Leaf, NotOf,
                               ParamRef, QuestionStep, Runbook)
 
 SQL_PARAM_RE = re.compile(r"%\((\w+)\)s")

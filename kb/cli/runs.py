@@ -7,7 +7,6 @@ import time
 
 import click
 
-from kb.cli import cli
 from kb.settings import load_config
 
 
@@ -60,7 +59,7 @@ def _show_step(s: dict) -> None:
             click.echo(f"   fix: {f['label']} {f['url']}")
 
 
-@cli.command("run")
+@click.command("run")
 @click.argument("runbook")
 @click.option("--target", required=True, help="Target name from kb.toml or `default` (DATABASE_URL / PG*).")
 @click.option("--param", "params", multiple=True, help="k=v, repeatable.")
@@ -108,7 +107,7 @@ def run_cmd(runbook, target, params, yes, as_admin) -> None:
     sys.exit(0 if run["status"] == "finished" else 1)
 
 
-@cli.group()
+@click.group()
 def token() -> None:
     """Create, list and revoke API tokens (stored only as hashes)."""
 
@@ -120,7 +119,7 @@ def token_create(name, role) -> None:
     """Create a token for NAME; it is printed once."""
     import secrets
 
-    from kb.run_store import RunStore
+    from kb.runbooks.store import RunStore
     from kb.web.auth import new_token, token_digest
 
     cfg = load_config()
@@ -133,7 +132,7 @@ def token_create(name, role) -> None:
 @token.command("list")
 def token_list() -> None:
     """List tokens (never their values)."""
-    from kb.run_store import RunStore
+    from kb.runbooks.store import RunStore
 
     cfg = load_config()
     for t in RunStore(cfg.store_url, cfg.instance_path).tokens():
@@ -145,7 +144,7 @@ def token_list() -> None:
 @click.argument("key")
 def token_revoke(key) -> None:
     """Revoke tokens by id or name."""
-    from kb.run_store import RunStore
+    from kb.runbooks.store import RunStore
 
     cfg = load_config()
     n = RunStore(cfg.store_url, cfg.instance_path).revoke_token(key)
@@ -153,7 +152,7 @@ def token_revoke(key) -> None:
     sys.exit(0 if n else 1)
 
 
-@cli.command()
+@click.command()
 @click.argument("scenario", required=False)
 @click.option("--list", "list_", is_flag=True, help="List the scenarios.")
 def sandbox(scenario, list_) -> None:

@@ -8,10 +8,10 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
-from kb.entry_loader import cross_check, load_entries
-from kb.entry_model import Entry
+from kb.knowledge.loader import cross_check, load_entries
+from kb.knowledge.model import Entry
 from kb.errors import ContentInvalid
-from kb.problems import Problem
+from kb.knowledge.problems import Problem
 
 
 @dataclass
@@ -29,14 +29,14 @@ class Catalog:
 
 
 # Code whose output the catalog cache and the search index hold: a change to it rebuilds them.
-_DERIVED_FROM = ("entry_model.py", "entry_loader.py", "runbook_model.py", "runbook_loader.py", "catalog.py",
-                 "normalize.py", "search_index.py", "problems.py")
+_DERIVED_FROM = ("knowledge/model.py", "knowledge/loader.py", "knowledge/normalize.py", "knowledge/search.py",
+                 "knowledge/problems.py", "runbooks/model.py", "runbooks/loader.py", "service/catalog.py")
 
 
 def fingerprint(*roots: Path) -> str:
     """A hash of every content file and of the code that parses and indexes it."""
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent
     for name in _DERIVED_FROM:
         h.update((here / name).read_bytes())
     for root in roots:
@@ -74,7 +74,7 @@ def load_catalog_cached(content_dir: Path, runbooks_dir: Path, cache_dir: Path) 
 
 def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False) -> Catalog:
     """Load and cross-check everything; raise ContentInvalid listing every problem on errors."""
-    from kb.runbook_loader import check_runbooks_against_entries, load_runbooks
+    from kb.runbooks.loader import check_runbooks_against_entries, load_runbooks
 
     problems: list[Problem] = []
     if not content_dir.is_dir():

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from kb.targets import Target
+from kb.runbooks.targets import Target
 
 APP_NAME = "kb"
 

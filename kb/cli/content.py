@@ -1,4 +1,4 @@
-"""The `kb` command: a thin layer over the service modules."""
+"""`kb check`, `kb index`, `kb search` and `kb serve`: the CLI commands about content and serving."""
 
 from __future__ import annotations
 
@@ -8,22 +8,17 @@ from pathlib import Path
 
 import click
 
-from kb.errors import ConfigError, ContentInvalid, KbError
+from kb.errors import ContentInvalid
 from kb.settings import load_config
 
 
 def _catalog(cfg, strict: bool = False):
-    from kb.catalog import load_catalog
+    from kb.service.catalog import load_catalog
 
     return load_catalog(Path(cfg.content_dir), Path(cfg.runbooks_dir), strict=strict)
 
 
-@click.group()
-def cli() -> None:
-    """Troubleshooting knowledge base for PostgreSQL errors, with guided runbooks."""
-
-
-@cli.command()
+@click.command()
 @click.option("--strict", is_flag=True, help="Also fail on warnings.")
 def check(strict: bool) -> None:
     """Validate content and runbooks; print every problem as path:line: field: reason."""
@@ -41,7 +36,7 @@ def check(strict: bool) -> None:
     click.echo(f"ok: {len(cat.entries)} entries, {len(cat.runbooks)} runbooks, {len(cat.warnings)} warning(s)")
 
 
-@cli.command()
+@click.command()
 def index() -> None:
     """Build (or reuse) the search index."""
     from kb.service import Service
@@ -50,7 +45,7 @@ def index() -> None:
     click.echo(f"index ready at {svc.search.index_dir} ({len(svc.catalog.entries)} entries)")
 
 
-@cli.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--limit", default=10, show_default=True, help="Results to show.")
 @click.argument("text")
@@ -74,28 +69,13 @@ def search(as_json: bool, limit: int, text: str) -> None:
         click.echo(f"{r['score']:8.1f}  {r['slug']}  {r['title']}{why}")
 
 
-@cli.command()
+@click.command()
 @click.option("--host", default=None, help="Bind address (default KB_HOST).")
 @click.option("--port", default=None, type=int, help="Port (default KB_PORT).")
 @click.option("--workers", default=1, show_default=True, help="gunicorn worker processes; 0 runs Flask's development server.")
 def serve(host, port, workers) -> None:
     """Serve the knowledge base (builds the index on demand)."""
-    from kb.server import serve as run_server
+    from kb.web.server import serve as run_server
 
     cfg = load_config()
     run_server(cfg, host or cfg.host, port or cfg.port, workers)
-
-
-def main() -> None:
-    """Entry point: run the CLI, turning kb's own errors into messages."""
-    from kb import cli_runs  # noqa: F401  (registers `kb run`, `kb token`, `kb sandbox`)
-
-    try:
-        cli(standalone_mode=True)
-    except ContentInvalid as exc:
-        for p in exc.problems:
-            click.echo(str(p), err=True)
-        sys.exit(1)
-    except (ConfigError, KbError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)

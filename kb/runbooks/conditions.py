@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from kb.runbook_model import AllOf, AnyOf, Leaf, NotOf, ParamRef
+from kb.runbooks.model import AllOf, AnyOf, Leaf, NotOf, ParamRef
 
 
 def _num(v):

@@ -20,7 +20,7 @@ from whoosh.analysis import LowercaseFilter, SpaceSeparatedTokenizer, StemmingAn
 from whoosh.fields import ID, KEYWORD, TEXT, Schema
 from whoosh.query import Or, Term
 
-from kb.normalize import HOST, NUMBER, QUOTED, VAR, normalize_text, sqlstates_in, template_regex, template_tokens
+from kb.knowledge.normalize import HOST, NUMBER, QUOTED, VAR, normalize_text, sqlstates_in, template_regex, template_tokens
 
 MAX_QUERY_CHARS = 32_768
 TEMPLATE_BONUS = 1000.0
