@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-import time
 
 import click
 
@@ -158,6 +158,7 @@ def token_revoke(key) -> None:
 def sandbox(scenario, list_) -> None:
     """Start a throwaway cluster in SCENARIO's state and keep it until Ctrl-C."""
     from kb import scenarios
+    from kb.scenarios.cluster import destroy_all
 
     if list_ or not scenario:
         for sc in scenarios.SCENARIOS.values():
@@ -166,21 +167,47 @@ def sandbox(scenario, list_) -> None:
     if scenario not in scenarios.SCENARIOS:
         raise click.BadParameter(f"unknown scenario {scenario!r}; see kb sandbox --list", param_hint="SCENARIO")
     sc = scenarios.SCENARIOS[scenario]
-    cluster, holder = scenarios.start(scenario)
-    t = sc.target(cluster)
-    click.echo(f"sandbox {scenario!r} is up (PostgreSQL in {cluster.base}). Point kb at it:\n")
-    click.echo(f"  cat > kb.toml <<'EOF'\n  [targets.sandbox]\n  dsn = \"{t['dsn']}\"")
-    if t.get("reserved_dsn"):
-        click.echo(f"  reserved_dsn = \"{t['reserved_dsn']}\"")
-    click.echo("  EOF")
-    params = " ".join(f"--param {k}={v}" for k, v in sc.params.items())
-    click.echo(f"\n  kb run {sc.runbook} --target sandbox {params}".rstrip())
-    click.echo("\nCtrl-C stops the sandbox and removes the cluster.")
+    stop_on_signals()
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        cluster, holder = scenarios.start(scenario)
+        try:
+            t = sc.target(cluster)
+            click.echo(f"sandbox {scenario!r} is up (PostgreSQL in {cluster.base}). Point kb at it:\n")
+            click.echo(f"  cat > kb.toml <<'EOF'\n  [targets.sandbox]\n  dsn = \"{t['dsn']}\"")
+            if t.get("reserved_dsn"):
+                click.echo(f"  reserved_dsn = \"{t['reserved_dsn']}\"")
+            click.echo("  EOF")
+            params = " ".join(f"--param {k}={v}" for k, v in sc.params.items())
+            click.echo(f"\n  kb run {sc.runbook} --target sandbox {params}".rstrip())
+            click.echo("\nCtrl-C stops the sandbox and removes the cluster.")
+            while True:
+                signal.pause()
+        finally:
+            _ignore_signals()
+            holder.close()
+            cluster.destroy()
+    except Stopped as exc:
+        click.echo(f"sandbox stopped ({exc}); cluster removed", err=True)
     finally:
-        holder.close()
-        cluster.destroy()
+        _ignore_signals()
+        destroy_all()
+
+
+class Stopped(Exception):
+    """SIGINT, SIGTERM or SIGHUP arrived: unwind, so every finally block removes what it started."""
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """Turn SIGINT, SIGTERM and SIGHUP into Stopped, so cleanup runs whichever one ends the process."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_stopped)
+
+
+def _ignore_signals() -> None:
+    """While removing the cluster, a second Ctrl-C must not interrupt the removal."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)

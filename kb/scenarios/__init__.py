@@ -130,10 +130,11 @@ def _load_all() -> None:
 def start(name: str, base=None, bindir=None) -> tuple[Cluster, Holder]:
     """Start a cluster in the scenario's state; the caller closes the holder and destroys the cluster."""
     sc = SCENARIOS[name]
-    cluster = Cluster(base, settings=sc.settings, bindir=bindir).start()
-    base_roles(cluster)
+    cluster = Cluster(base, settings=sc.settings, bindir=bindir)
     holder = Holder(cluster)
     try:
+        cluster.start()
+        base_roles(cluster)
         sc.setup(cluster, holder)
     except BaseException:
         holder.close()

@@ -6,6 +6,7 @@ binaries run through `runuser -u postgres`.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -21,6 +22,20 @@ from kb.errors import KbError
 
 class ClusterError(KbError):
     """A throwaway cluster could not be created or started."""
+
+
+# Every cluster and pgbouncer this process started and has not destroyed yet: stopped at exit, so a
+# sandbox or a test run that ends early (an exception, Ctrl-C, SIGTERM turned into an exit) leaves none.
+_LIVE: dict[int, "Cluster | PgBouncer"] = {}
+
+
+def destroy_all() -> None:
+    """Stop and remove every cluster and pgbouncer this process started and still holds."""
+    for server in list(_LIVE.values()):
+        server.destroy()
+
+
+atexit.register(destroy_all)
 
 
 def find_bindir(prefer: str | None = None) -> Path:
@@ -88,6 +103,7 @@ class Cluster:
 
     def start(self, attempts: int = 5) -> "Cluster":
         """initdb when needed, then start on a free port (retrying when the port was taken meanwhile)."""
+        _LIVE[id(self)] = self
         if not (self.data / "PG_VERSION").exists():
             self.init()
         last = ""
@@ -124,6 +140,7 @@ class Cluster:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+        _LIVE.pop(id(self), None)
 
     def sql(self, statement: str, params=None, user: str = "postgres", dbname: str = "postgres"):
         """Run one statement as a superuser in autocommit; returns rows when there are any."""
@@ -160,6 +177,7 @@ class PgBouncer:
         binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
         if not Path(binary).exists():
             raise ClusterError("pgbouncer is not installed (apt-get install pgbouncer)")
+        _LIVE[id(self)] = self
         (self.dir / "userlist.txt").write_text("".join(f'"{u}" ""\n' for u in self.users))
         last = ""
         for _ in range(attempts):
@@ -204,3 +222,6 @@ class PgBouncer:
                 pass
             time.sleep(0.2)
         shutil.rmtree(self.dir, ignore_errors=True)
+        _LIVE.pop(id(self), None)
+
+    destroy = stop
