@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -194,9 +196,6 @@ def pytest_sessionfinish(session, exitstatus):
     for line in left.values():  # their folders too, once the postmasters are gone
         for word in line.split():
             if "/kb-pg-" in word and word.endswith("/data"):
-                import shutil
-                import time
-
                 time.sleep(0.5)
                 shutil.rmtree(Path(word).parent, ignore_errors=True)
     if left:
