@@ -210,7 +210,8 @@ def test_a_question_loop_stops_at_the_step_limit(make_service):
     assert sum(s["kind"] in ("diagnostic", "question") for s in run["steps"]) == 5
 
 
-def test_sandbox_starts_a_scenario_and_says_how_to_use_it(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_sandbox_starts_a_scenario_and_removes_its_cluster_when_stopped(signame):
     import os
     import signal
     import subprocess
@@ -227,9 +228,13 @@ def test_sandbox_starts_a_scenario_and_says_how_to_use_it(tmp_path):
         dsn = out.split('dsn = "')[1].split('"')[0]
         with psycopg.connect(dsn) as conn:
             n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'worker'").fetchone()[0]
-        assert n == 6
+            postmaster = conn.execute("SELECT pg_postmaster_start_time() IS NOT NULL").fetchone()[0]
+        assert n == 6 and postmaster
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         proc.wait(timeout=30)
         proc.stdout.close()
-    assert not os.path.exists(out.split("PostgreSQL in ")[1].split(")")[0])
+    datadir = out.split("PostgreSQL in ")[1].split(")")[0]
+    assert not os.path.exists(datadir)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dsn, connect_timeout=2).close()
