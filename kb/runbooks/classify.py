@@ -9,6 +9,7 @@ from __future__ import annotations
 import psycopg
 import psycopg.errors
 
+from kb.runbooks import sqlguard
 from kb.runbooks.executor import Busy, NoReservedConnection
 from kb.runbooks.loader import condition_name
 from kb.runbooks.targets import redact
@@ -29,6 +30,8 @@ def classify(exc: BaseException, secrets: list[str], search=None, entries=None, 
            "entry": None, "phase": "query" if connected else "connect"}
     if isinstance(exc, Busy):
         out.update(condition="busy", message=str(exc), phase="wait")
+    elif isinstance(exc, sqlguard.Refused):
+        out.update(condition="refused_sql", message=f"kb refused to run this SQL: {exc}", phase="check")
     elif isinstance(exc, NoReservedConnection):
         out.update(condition="no_reserved_connection", message=str(exc), phase="connect")
     elif isinstance(exc, psycopg.Error):
@@ -47,7 +50,7 @@ def classify(exc: BaseException, secrets: list[str], search=None, entries=None, 
             out["message"] = redact(" ".join(text.split()), secrets)
     else:
         out["message"] = redact(f"{type(exc).__name__}: {exc}", secrets)
-    if search is not None and entries is not None and out["message"]:
+    if search is not None and entries is not None and out["message"] and out["phase"] != "check":
         for hit in search.search(out["message"], limit=3):
             e = entries.get(hit["slug"])
             if e is not None and hit["matched"] and not str(hit["matched"]).startswith("SQLSTATE"):

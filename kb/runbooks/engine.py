@@ -174,7 +174,7 @@ class Engine:
             return sql or getattr(step, "sql", None), None, outcome
 
     def _result_fields(self, text, res, params) -> dict:
-        truncated = len(res.rows) > self.max_rows
+        truncated = res.row_count > self.max_rows
         return {"sql": text, "params": params, "columns": res.columns, "rows": res.rows[: self.max_rows],
                 "row_count": res.row_count, "truncated": truncated, "duration_ms": res.duration_ms,
                 "server_version": res.server_version, "status_message": res.status}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from kb.runbooks import sqlguard
 from kb.runbooks.targets import Target
 
 APP_NAME = "kb"
@@ -54,8 +55,8 @@ class StepResult:
     """What a statement returned, ready to store as JSON."""
 
     columns: list[str] = field(default_factory=list)
-    rows: list[list] = field(default_factory=list)  # every row, JSON-safe (conditions see them all)
-    row_count: int = 0
+    rows: list[list] = field(default_factory=list)  # the first `keep` rows, JSON-safe (conditions see these)
+    row_count: int = 0  # every row the statement returned
     server_version: int | None = None
     duration_ms: float = 0.0
     status: str = ""
@@ -180,8 +181,10 @@ class TargetPool:
 class Executor:
     """Runs step SQL against targets through their pools."""
 
-    def __init__(self, targets: dict[str, Target], timeouts: Timeouts, busy_timeout: float, idle_seconds: float):
+    def __init__(self, targets: dict[str, Target], timeouts: Timeouts, busy_timeout: float, idle_seconds: float,
+                 keep_rows: int = 2000):
         self.targets = targets
+        self.keep_rows = keep_rows
         self.timeouts = timeouts
         self.busy_timeout = busy_timeout
         self.pools = {name: TargetPool(t, timeouts, idle_seconds) for name, t in targets.items()}
@@ -203,9 +206,12 @@ class Executor:
         with pool.connection(self.busy_timeout, reserved=reserved) as conn:
             version = conn.info.server_version if pool.target.kind == "postgresql" else None
             text = sql if sql is not None else self.pick_sql(step, version)
+            # checked again here, not only by `kb check`: runbooks can be edited on a running server
+            sqlguard.check(text, "action" if write else "diagnostic", pool.target.kind)
             t0 = time.perf_counter()
             if pool.target.kind == "pgbouncer":
-                result = self._fetch(conn.execute(text))
+                # the admin console speaks only the simple protocol; the guard allowed one SHOW
+                result = self._fetch(conn.execute(text), self.keep_rows)
             else:
                 result = self._in_transaction(conn, text, params, write, statement_ms, label)
             result.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
@@ -222,10 +228,22 @@ class Executor:
                 cur.execute(
                     "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true),"
                     " set_config('idle_in_transaction_session_timeout', %s, true),"
-                    " set_config('application_name', %s, true)",
+                    " set_config('application_name', %s, true),"
+                    # built-in functions and catalogs resolve before anything a user created
+                    " set_config('search_path', 'pg_catalog, \"$user\", public', true)",
                     (str(statement_ms or t.statement_ms), str(t.lock_ms), str(t.idle_ms), label[:63]))
-                cur.execute(sql, params)
-                result = self._fetch(cur)
+                # stream() always uses the extended protocol, so the server itself refuses a second
+                # statement; rows beyond `keep_rows` are counted, not kept
+                result = StepResult()
+                for row in cur.stream(sql, params):
+                    if result.row_count < self.keep_rows:
+                        result.rows.append([jsonable(v) for v in row])
+                    result.row_count += 1
+                result.status = cur.statusmessage or ""
+                if cur.description is not None:
+                    result.columns = [d.name for d in cur.description]
+                elif result.row_count == 0:
+                    result.row_count = max(cur.rowcount, 0)
             if write:
                 conn.commit()
             else:
@@ -243,12 +261,13 @@ class Executor:
                 conn.read_only = True
 
     @staticmethod
-    def _fetch(cur) -> StepResult:
+    def _fetch(cur, keep: int) -> StepResult:
         if cur.description is None:
             return StepResult(row_count=max(cur.rowcount, 0), status=cur.statusmessage or "")
         cols = [d.name for d in cur.description]
-        rows = [[jsonable(v) for v in row] for row in cur.fetchall()]
-        return StepResult(cols, rows, len(rows), status=cur.statusmessage or "")
+        rows = [[jsonable(v) for v in row] for row in cur.fetchmany(keep)]
+        count = len(rows) + sum(1 for _ in cur)
+        return StepResult(cols, rows, count, status=cur.statusmessage or "")
 
     def close(self) -> None:
         for pool in self.pools.values():

@@ -10,13 +10,14 @@ import yaml
 from pydantic import ValidationError
 
 from kb.knowledge.problems import Problem, YamlLines, display_path, load_yaml, pydantic_problems, yaml_error_problem
+from kb.runbooks import sqlguard
 from kb.runbooks.model import (ActionStep, AllOf, AnyOf, ConclusionStep, DiagnosticStep, Leaf, NotOf,
                               ParamRef, QuestionStep, Runbook)
 
 SQL_PARAM_RE = re.compile(r"%\((\w+)\)s")
 ESCAPES_RE = re.compile(r"%%|%\(\w+\)s")  # what psycopg reads as a literal % or a parameter
 # Outcome names the engine gives to failures that carry no SQLSTATE of their own.
-ENGINE_CONDITIONS = {"connection_failure", "busy", "error", "no_reserved_connection", "timeout"}
+ENGINE_CONDITIONS = {"connection_failure", "busy", "error", "no_reserved_connection", "timeout", "refused_sql"}
 
 
 def condition_name(exc_class: type) -> str:
@@ -127,8 +128,11 @@ def check_runbook(rb: Runbook, path: str, lines: YamlLines, conditions: set[str]
                     add(loc, f"steps.{sid}.{field}", f"parameter {name!r} is not defined in params")
             if "%" in ESCAPES_RE.sub("", sql):
                 add(loc, f"steps.{sid}.{field}", "a literal % must be written %% (parameters are %(name)s)")
-            if rb.target_kind == "pgbouncer" and not re.match(r"\s*show\b", sql, re.I):
-                add(loc, f"steps.{sid}.{field}", "pgbouncer admin console steps may only run SHOW commands")
+            kind = "action" if isinstance(step, ActionStep) and field == "sql" else "diagnostic"
+            try:
+                sqlguard.check(sql, kind, rb.target_kind)
+            except sqlguard.Refused as exc:
+                add(loc, f"steps.{sid}.{field}", str(exc))
         if isinstance(step, (DiagnosticStep, ActionStep)):
             for key in step.on_error:
                 if not (re.fullmatch(r"[0-9A-Z]{5}", key) or key in conditions or key.startswith("entry:")):
