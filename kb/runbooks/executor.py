@@ -234,16 +234,17 @@ class Executor:
                     (str(statement_ms or t.statement_ms), str(t.lock_ms), str(t.idle_ms), label[:63]))
                 # stream() always uses the extended protocol, so the server itself refuses a second
                 # statement; rows beyond `keep_rows` are counted, not kept
-                result = StepResult()
-                for row in cur.stream(sql, params):
-                    if result.row_count < self.keep_rows:
-                        result.rows.append([jsonable(v) for v in row])
-                    result.row_count += 1
-                result.status = cur.statusmessage or ""
-                if cur.description is not None:
-                    result.columns = [d.name for d in cur.description]
-                elif result.row_count == 0:
-                    result.row_count = max(cur.rowcount, 0)
+                if write:
+                    # an action: the guard proved it one statement; it may return no rows at all
+                    result = self._fetch(cur.execute(sql, params), self.keep_rows)
+                else:
+                    result = StepResult()
+                    for row in cur.stream(sql, params):
+                        if result.row_count < self.keep_rows:
+                            result.rows.append([jsonable(v) for v in row])
+                        result.row_count += 1
+                    result.status = cur.statusmessage or ""
+                    result.columns = [d.name for d in cur.description or ()]
             if write:
                 conn.commit()
             else:
