@@ -89,20 +89,20 @@ def run_cmd(runbook, target, params, yes, as_admin) -> None:
         if run["status"] != "active" or cur is None:
             break
         if cur["kind"] == "diagnostic":
-            run = svc.runs.advance(run["id"], ident)
+            run = svc.runs.advance(run["id"], ident, step=cur["id"])
         elif cur["kind"] == "question":
             click.secho(f"\n? {cur['question']}", bold=True)
             for i, a in enumerate(cur["answers"], 1):
                 click.echo(f"  {i}. {a['label']}")
             n = click.prompt("Answer", type=click.IntRange(1, len(cur["answers"])))
-            run = svc.runs.advance(run["id"], ident, answer=cur["answers"][n - 1]["value"])
+            run = svc.runs.advance(run["id"], ident, answer=cur["answers"][n - 1]["value"], step=cur["id"])
         elif cur["kind"] == "action":
             click.secho(f"\n! Action: {cur['title']}", bold=True, fg="red")
             ok = yes or click.prompt("Type yes to run it, anything else to skip", default="no") == "yes"
             if ok and not ident.can("admin"):
                 click.echo("confirming needs admin: rerun with --as-admin; skipping")
                 ok = False
-            run = svc.runs.advance(run["id"], ident, confirm=ok)
+            run = svc.runs.advance(run["id"], ident, confirm=ok, step=cur["id"])
     click.echo(f"\n{run['summary']}\nrun {run['id']}: transcript with `curl .../api/v1/runs/{run['id']}/transcript`")
     sys.exit(0 if run["status"] == "finished" else 1)
 

@@ -1,9 +1,18 @@
-"""The run state machine: executes steps, picks branches, and commits every finished step at once."""
+"""The run state machine: executes steps, picks branches, and commits every finished step at once.
+
+The run store coordinates every worker and host: before a step's SQL runs, the run is claimed in the
+store with an update conditional on the version this request read, so of two requests (two workers,
+two hosts) that saw the same step, exactly one runs it and the other gets 409. An action's claim is
+audited before the action runs and is never taken over: if its worker dies mid-action, the run says
+the action may have run instead of running it again. A diagnostic's claim lapses after its longest
+possible wait, so a run whose worker died can go on.
+"""
 
 from __future__ import annotations
 
 import secrets
 import threading
+import time
 
 from kb.runbooks.classify import classify
 from kb.runbooks.conditions import Result, evaluate, fill
@@ -31,8 +40,9 @@ class Engine:
     """Starts and advances runs of runbooks against targets."""
 
     def __init__(self, runbooks: dict[str, Runbook], store: RunStore, executor: Executor, *, max_rows: int,
-                 max_steps: int, search=None, entries=None):
+                 max_steps: int, search=None, entries=None, claim_lease: float = 120.0):
         self.runbooks = runbooks
+        self.claim_lease = claim_lease  # seconds after which a diagnostic's claim is deemed abandoned
         self.store = store
         self.executor = executor
         self.max_rows = max_rows
@@ -83,10 +93,17 @@ class Engine:
         return run
 
     def advance(self, run_id: str, actor: str, answer: str | None = None, confirm: bool | None = None,
-                auto: bool = False) -> dict:
-        """Run, answer or confirm the current step; with `auto`, keep running diagnostics after it."""
+                auto: bool = False, step: str | None = None) -> dict:
+        """Run, answer or confirm the current step; with `auto`, keep running diagnostics after it.
+
+        `step` is the step the client saw: when the run has moved on, RunStateError (409) instead of
+        acting on a step the client never saw."""
         with self._lock(run_id):
             run = self.load(run_id)
+            current = run["state"].get("current")
+            if step is not None and (step != current or run["status"] != "active"):
+                where = f"is at step {current!r}" if run["status"] == "active" else f"is {run['status']}"
+                raise RunStateError(f"step {step!r} is no longer current: the run {where}; reload it")
             rb = self.runbooks[run["runbook"]]
             run = self._step(run, rb, actor, answer, confirm)
             if auto:
@@ -111,6 +128,25 @@ class Engine:
             run = self._step(run, rb, actor, None, None)
         return run
 
+    def _claim(self, run, sid: str, actor: str, kind: str) -> None:
+        """Take the run's current step for this request, in the store, before its SQL runs."""
+        held = run["state"].get("claim")
+        if held:
+            age = time.time() - held["ts"]
+            if held["kind"] == "action":
+                if age < self.claim_lease:
+                    raise RunStateError(f"the action {held['step']!r} is being run by {held['by']} (since {held['at']})")
+                raise RunStateError(f"the action {held['step']!r} was claimed by {held['by']} at {held['at']} and its "
+                                    "outcome was never recorded, so it may have run: check the target, then start a "
+                                    "new run")
+            if age < self.claim_lease:
+                raise RunStateError(f"step {held['step']!r} is being run by {held['by']} (since {held['at']}); reload the run")
+        state = dict(run["state"], claim={"step": sid, "kind": kind, "by": actor, "at": now(), "ts": time.time()})
+        event = "claim" if kind == "action" else None
+        run["version"] = self.store.commit_step(run["id"], run["version"], run["status"], state, None, actor, event,
+                                                {"step": sid})
+        run["state"] = state
+
     def _step(self, run, rb: Runbook, actor: str, answer, confirm) -> dict:
         state = run["state"]
         if run["status"] != "active":
@@ -119,9 +155,15 @@ class Engine:
         step = rb.steps[sid]
         if self._executed(run) >= self.max_steps:
             return self._stop(run, actor, f"step limit of {self.max_steps} reached")
+        if isinstance(step, ActionStep) and state.get("waiting") != "confirm":
+            # the preview was never stored (its worker died on arrival): show it before any confirmation
+            if confirm is not None or answer is not None:
+                raise RunStateError("the action's preview has not been shown yet; reload the run")
+            return self._arrive(run, rb, sid, actor)
         if isinstance(step, DiagnosticStep):
             if answer is not None or confirm is not None:
                 raise BadRequest("the current step is a diagnostic: advance without an answer or confirmation")
+            self._claim(run, sid, actor, "diagnostic")
             record, nxt = self._diagnostic(run, rb, sid, step)
         elif isinstance(step, QuestionStep):
             values = [a.value for a in step.answers]
@@ -139,6 +181,8 @@ class Engine:
             if confirm is None or answer is not None:
                 raise BadRequest("this step is an action: send confirm true to run it or false to skip it",
                                  [{"field": "confirm", "reason": "true or false"}])
+            if confirm:
+                self._claim(run, sid, actor, "action")
             record, nxt = self._action(run, rb, sid, step, confirm)
         else:
             raise RunStateError("the run has concluded")
@@ -233,6 +277,7 @@ class Engine:
 
     def _commit_and_arrive(self, run, rb, record, nxt, actor, event) -> dict:
         state = dict(run["state"])
+        state.pop("claim", None)
         state["seq"] = record["seq"]
         state["pending"] = None
         if record.get("via_reserved"):
@@ -278,6 +323,9 @@ class Engine:
                                                     "conclude", {"step": sid, "status": step.status})
             run["status"] = "finished"
         elif isinstance(step, ActionStep):
+            self._claim(run, sid, actor, "preview")
+            state = dict(run["state"])
+            state.pop("claim")
             text, res, err = self._execute(run, step, sql=step.preview_sql,
                                            reserved=bool(state.get("via_reserved")))
             if err is not None:
@@ -307,6 +355,7 @@ class Engine:
 
     def _stop(self, run, actor, reason) -> dict:
         state = dict(run["state"], waiting=None, failure={"condition": "step_limit", "message": reason})
+        state.pop("claim", None)
         run["version"] = self.store.commit_step(run["id"], run["version"], "stopped", state, None, actor, "stop",
                                                 {"reason": reason})
         run["status"] = "stopped"

@@ -26,8 +26,14 @@ class RunService:
         timeouts = Timeouts(config.connect_timeout, config.statement_timeout_ms, config.lock_timeout_ms,
                             config.idle_timeout_ms)
         self.executor = Executor(self.targets, timeouts, config.busy_timeout, config.target_idle_seconds)
+        # a step can wait at most for a slot, a connection and its statement; a claim older than that
+        # (with a margin) belongs to a worker that died
+        longest_ms = max([config.statement_timeout_ms] + [getattr(s, "timeout_ms", None) or 0
+                                                          for rb in catalog.runbooks.values() for s in rb.steps.values()])
+        lease = config.busy_timeout + 2 * config.connect_timeout + longest_ms / 1000 + 30
         self.engine = Engine(catalog.runbooks, self.store, self.executor, max_rows=config.max_rows,
-                             max_steps=config.max_steps, search=service.search, entries=catalog.entries)
+                             max_steps=config.max_steps, search=service.search, entries=catalog.entries,
+                             claim_lease=lease)
 
     def close(self) -> None:
         """Close idle target connections and the run store's pool."""
@@ -62,7 +68,7 @@ class RunService:
         log.info("run %s started by %s: %s on %s", run["id"], ident.name, runbook, target)
         return self.view(run)
 
-    def advance(self, run_id: str, ident, answer=None, confirm=None, auto=False) -> dict:
+    def advance(self, run_id: str, ident, answer=None, confirm=None, auto=False, step=None) -> dict:
         """Advance a run; confirming an action needs the admin role."""
         run = self.engine.load(run_id)
         self._target(run["target"], ident)
@@ -72,7 +78,7 @@ class RunService:
             self.store.audit(run_id, ident.name, "confirm-refused", {"step": run["state"]["current"], "role": ident.role})
             raise ApiError(403, f"{ident.name} has the {ident.role} role; confirming an action needs admin",
                            [{"field": "confirm", "reason": "needs admin"}])
-        run = self.engine.advance(run_id, ident.name, answer=answer, confirm=confirm, auto=auto)
+        run = self.engine.advance(run_id, ident.name, answer=answer, confirm=confirm, auto=auto, step=step)
         return self.view(run)
 
     def get(self, run_id: str) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -51,12 +52,13 @@ class _Sqlite(_Backend):
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        # SQLite connections must not cross fork (gunicorn forks after the app is built)
+        if conn is None or self._local.pid != os.getpid():
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
+            self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     class _Tx:
@@ -79,15 +81,40 @@ class _Postgres(_Backend):
     placeholder = "%s"
 
     def __init__(self, url: str):
-        from psycopg_pool import ConnectionPool  # the store is an ordinary app database: pooling fits
+        import psycopg
 
-        self.pool = ConnectionPool(url, min_size=1, max_size=4, open=True,
-                                   kwargs={"application_name": "kb-store", "autocommit": False})
-        with self.pool.connection() as conn:
+        self.url = url
+        self._pool = None
+        self._pid = None
+        self._lock = threading.Lock()
+        self._inherited: list = []
+        with psycopg.connect(url, application_name="kb-store") as conn:
             conn.execute("SELECT pg_advisory_xact_lock(424242)")
             for stmt in _TABLES.format(serial="BIGSERIAL").split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
+
+    @property
+    def pool(self):
+        """This process's pool. `kb serve` builds the app before gunicorn forks its workers, and a
+        connection inherited across fork would be one socket shared by two processes; each process
+        therefore opens its own pool, and an inherited one is kept (never closed, which would end the
+        parent's sessions) but not used."""
+        if self._pid != os.getpid():
+            from psycopg_pool import ConnectionPool  # the store is an ordinary app database: pooling fits
+
+            with self._lock:
+                if self._pid != os.getpid():
+                    if self._pool is not None:
+                        self._inherited.append(self._pool)
+                    self._pool = ConnectionPool(self.url, min_size=1, max_size=4, open=True,
+                                                kwargs={"application_name": "kb-store", "autocommit": False})
+                    self._pid = os.getpid()
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
 
     class _Tx:
         def __init__(self, pool):
@@ -114,9 +141,8 @@ class RunStore:
 
     def close(self) -> None:
         """Release the store's connections (the PostgreSQL pool; SQLite keeps per-thread handles)."""
-        pool = getattr(self.backend, "pool", None)
-        if pool is not None:
-            pool.close()
+        if isinstance(self.backend, _Postgres):
+            self.backend.close()
 
     def _exec(self, cur, sql: str, args=()):
         cur.execute(self.backend.q(sql), args)
@@ -134,8 +160,9 @@ class RunStore:
                                                          "params": state.get("params")})
 
     def commit_step(self, run_id: str, version: int, status: str, state: dict, step: dict | None,
-                    actor: str, event: str, detail: dict | None = None) -> int:
-        """Store a finished step and the run's new state atomically; 409 if someone else advanced it."""
+                    actor: str, event: str | None, detail: dict | None = None) -> int:
+        """Store a finished step (or a claim) and the run's new state atomically, conditional on the
+        version the caller read: 409 if another request, worker or host changed the run since."""
         with self.backend.tx() as cur:
             self._exec(cur, "UPDATE runs SET status = ?, state = ?, updated_at = ?, version = version + 1"
                             " WHERE id = ? AND version = ?",
@@ -145,7 +172,8 @@ class RunStore:
             if step is not None:
                 self._exec(cur, "INSERT INTO run_steps (run_id, seq, data) VALUES (?, ?, ?)",
                            (run_id, step["seq"], json.dumps(step)))
-            self._audit(cur, run_id, actor, event, detail or {})
+            if event is not None:  # a diagnostic's claim is not an audit event: its finished step is
+                self._audit(cur, run_id, actor, event, detail or {})
         return version + 1
 
     def load_run(self, run_id: str) -> dict | None:

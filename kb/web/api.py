@@ -102,7 +102,8 @@ def runs_get(run_id: str):
 def runs_advance(run_id: str):
     b = body(AdvanceBody, allow_empty=True)
     ident = auth.require("operator")
-    return json_response(service().runs.advance(run_id, ident, answer=b.answer, confirm=b.confirm, auto=b.auto))
+    return json_response(service().runs.advance(run_id, ident, answer=b.answer, confirm=b.confirm, auto=b.auto,
+                                                   step=b.step))
 
 
 @bp.get("/runs/<run_id>/transcript")

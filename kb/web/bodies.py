@@ -29,6 +29,8 @@ class AdvanceBody(BaseModel):
     """POST /api/v1/runs/<id>/advance."""
 
     model_config = ConfigDict(extra="forbid")
+    step: str | None = Field(default=None, max_length=100,
+                             description="The step the client saw; 409 when the run is no longer at it")
     answer: str | None = Field(default=None, max_length=100)
     confirm: bool | None = None
     auto: bool = False

@@ -68,7 +68,8 @@ def advance(run_id: str):
         if confirm and form.get("understood") != "yes" and not form.get("js"):
             raise BadRequest("tick the box to confirm you have read what this action will affect",
                              [{"field": "understood", "reason": "required to confirm"}])
-    service().runs.advance(run_id, ident, answer=answer, confirm=confirm, auto=form.get("auto") == "yes")
+    service().runs.advance(run_id, ident, answer=answer, confirm=confirm, auto=form.get("auto") == "yes",
+                           step=form.get("step") or None)
     return redirect(f"/runs/{run_id}#current", code=303)
 
 
