@@ -10,7 +10,7 @@ import psycopg
 import psycopg.errors
 
 from kb.runbooks import sqlguard
-from kb.runbooks.executor import Busy, NoReservedConnection
+from kb.runbooks.executor import Busy, NoReservedConnection, Unanswered
 from kb.runbooks.loader import condition_name
 from kb.runbooks.targets import redact
 
@@ -32,6 +32,8 @@ def classify(exc: BaseException, secrets: list[str], search=None, entries=None, 
         out.update(condition="busy", message=str(exc), phase="wait")
     elif isinstance(exc, sqlguard.Refused):
         out.update(condition="refused_sql", message=f"kb refused to run this SQL: {exc}", phase="check")
+    elif isinstance(exc, Unanswered):
+        out.update(condition="timeout", message=str(exc), phase="query")
     elif isinstance(exc, NoReservedConnection):
         out.update(condition="no_reserved_connection", message=str(exc), phase="connect")
     elif isinstance(exc, psycopg.Error):
@@ -50,7 +52,8 @@ def classify(exc: BaseException, secrets: list[str], search=None, entries=None, 
             out["message"] = redact(" ".join(text.split()), secrets)
     else:
         out["message"] = redact(f"{type(exc).__name__}: {exc}", secrets)
-    if search is not None and entries is not None and out["message"] and out["phase"] != "check":
+    if search is not None and entries is not None and out["message"] and out["phase"] != "check" \
+            and not isinstance(exc, Unanswered):
         for hit in search.search(out["message"], limit=3):
             e = entries.get(hit["slug"])
             if e is not None and hit["matched"] and not str(hit["matched"]).startswith("SQLSTATE"):

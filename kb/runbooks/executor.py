@@ -33,6 +33,14 @@ class Busy(Exception):
                          f"(waited {waited:.1f} s)")
 
 
+class Unanswered(Exception):
+    """The target stopped answering mid-step; kb cut the connection at the step's deadline."""
+
+    def __init__(self, target: str, seconds: float):
+        super().__init__(f"target {target!r} sent nothing for {seconds:.1f} s (the statement timeout plus the "
+                         "connect timeout); kb closed the connection")
+
+
 class NoReservedConnection(Exception):
     """A step asked for the reserved-slot connection and the target defines none."""
 
@@ -87,6 +95,24 @@ def jsonable(value):
     return str(value)
 
 
+def _cut_connection(conn: psycopg.Connection, cut: threading.Event) -> None:
+    """Shut the connection's socket down so the thread blocked reading it gets an error now."""
+    import os
+    import socket
+
+    cut.set()
+    try:
+        s = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    except (OSError, psycopg.Error):
+        return
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+
 class TargetPool:
     """At most `cap` connections to one target for the whole process; idle ones closed after a while."""
 
@@ -104,7 +130,11 @@ class TargetPool:
         dsn = t.reserved_dsn if reserved else t.dsn
         if reserved and not dsn:
             raise NoReservedConnection(t.name)
-        kwargs = {"connect_timeout": max(2, self.timeouts.connect_s), "application_name": APP_NAME}
+        kwargs = {"connect_timeout": max(2, self.timeouts.connect_s), "application_name": APP_NAME,
+                  # a peer that vanishes (host down, network cut) is noticed by the kernel: keepalives
+                  # for idle pooled connections, tcp_user_timeout for data the peer never acknowledges
+                  "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3, "keepalives_count": 3,
+                  "tcp_user_timeout": int(self.timeouts.statement_ms + self.timeouts.connect_s * 1000)}
         if t.kind == "pgbouncer":
             return psycopg.connect(dsn, autocommit=True, cursor_factory=psycopg.ClientCursor, **kwargs)
         conn = psycopg.connect(dsn, autocommit=False, prepare_threshold=None, **kwargs)
@@ -209,11 +239,25 @@ class Executor:
             # checked again here, not only by `kb check`: runbooks can be edited on a running server
             sqlguard.check(text, "action" if write else "diagnostic", pool.target.kind)
             t0 = time.perf_counter()
-            if pool.target.kind == "pgbouncer":
-                # the admin console speaks only the simple protocol; the guard allowed one SHOW
-                result = self._fetch(conn.execute(text), self.keep_rows)
-            else:
-                result = self._in_transaction(conn, text, params, write, statement_ms, label)
+            # a target that accepted the connection and then says nothing (a hung proxy, a frozen
+            # server) acknowledges packets, so no socket option notices; a deadline of our own does
+            deadline = (statement_ms or self.timeouts.statement_ms) / 1000 + self.timeouts.connect_s
+            cut = threading.Event()
+            watchdog = threading.Timer(deadline, _cut_connection, (conn, cut))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                if pool.target.kind == "pgbouncer":
+                    # the admin console speaks only the simple protocol; the guard allowed one SHOW
+                    result = self._fetch(conn.execute(text), self.keep_rows)
+                else:
+                    result = self._in_transaction(conn, text, params, write, statement_ms, label)
+            except psycopg.Error:
+                if cut.is_set():
+                    raise Unanswered(pool.target.name, deadline) from None
+                raise
+            finally:
+                watchdog.cancel()
             result.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
             result.server_version = version
             return text, result
