@@ -46,7 +46,7 @@ def storm(urls, path, bodies, token):
 def two_hosts(tmp_path_factory, pg, store_cluster, runbooks_dir_module):
     pg.sql("CREATE TABLE IF NOT EXISTS public.hits (tag text)")
     store_cluster.sql("CREATE DATABASE coordination")
-    toml = f'[targets.t]\ndsn = "{pg.dsn("postgres")}"\n'
+    toml = f'[targets.t]\ndsn = "{pg.dsn("postgres")}"\ncap = 1\n'
     env = {"KB_STORE_URL": store_cluster.url("postgres", "coordination"), "KB_RUNBOOKS_DIR": str(runbooks_dir_module)}
     a = Server(tmp_path_factory.mktemp("host-a"), toml, env=env, workers=2)
     b = Server(tmp_path_factory.mktemp("host-b"), toml, env=env, workers=1)
@@ -114,3 +114,28 @@ def test_a_step_the_client_did_not_see_is_refused(two_hosts):
     code, body = call(urls[1], "POST", f"/api/v1/runs/{run['id']}/advance", {"step": "look"}, token)
     assert code == 409
     assert "no longer current" in body["error"] and "'act'" in body["error"]
+
+
+def test_the_connection_cap_holds_across_workers_and_hosts(two_hosts, pg):
+    """cap = 1 on the target; runs fired at three worker processes on two servers at once never
+    open a second connection to it: they wait their turn in the store."""
+    from kb.scenarios import ConnectionWatch
+
+    urls, token = two_hosts
+    bodies = [{"runbook": "probe-sleep", "target": "t", "params": {"seconds": 0.3}, "auto": True}] * 6
+    with ConnectionWatch(pg.dsn("postgres")) as watch:
+        results = storm(urls, "/api/v1/runs", bodies, token)
+    assert all(code in (200, 201) for code, _ in results), results
+    assert [run["conclusion"]["step_id"] for _, run in results] == ["done"] * 6
+    assert watch.peak == 1
+
+
+def test_rate_limits_are_counted_in_the_store_across_processes(app_factory, runbooks_dir, store_url):
+    """Two apps on one store (as two workers or hosts are): the third search of one identity, sent to
+    the other app, is still the third; the page search counts too."""
+    kw = {"runbooks_dir": str(runbooks_dir), "rate_search": "3/60", "store_url": store_url}
+    one, two = app_factory(**kw).test_client(), app_factory(**kw).test_client()
+    codes = [one.get("/api/v1/search?q=deadlock").status_code, two.get("/api/v1/search?q=deadlock").status_code,
+             one.get("/search?q=deadlock").status_code, two.get("/search.json?q=deadlock").status_code,
+             one.post("/api/v1/search", json={"q": "deadlock"}).status_code]
+    assert codes == [200, 200, 200, 429, 429]

@@ -11,6 +11,8 @@ import datetime as dt
 import decimal
 import ipaddress
 import math
+import os
+import socket
 import threading
 import time
 import uuid
@@ -28,9 +30,10 @@ APP_NAME = "kb"
 class Busy(Exception):
     """Every connection this process may open to the target is in use."""
 
-    def __init__(self, target: str, cap: int, waited: float):
-        super().__init__(f"all {cap} connection(s) kb may open to target {target!r} are in use by other runs "
-                         f"(waited {waited:.1f} s)")
+    def __init__(self, target: str, cap: int, waited: float, shared: bool = False):
+        where = " (counted across every kb worker and host sharing this run store)" if shared else ""
+        super().__init__(f"all {cap} connection(s) kb may open to target {target!r} are in use by other runs"
+                         f"{where} (waited {waited:.1f} s)")
 
 
 class Unanswered(Exception):
@@ -114,16 +117,26 @@ def _cut_connection(conn: psycopg.Connection, cut: threading.Event) -> None:
 
 
 class TargetPool:
-    """At most `cap` connections to one target for the whole process; idle ones closed after a while."""
+    """At most `cap` connections to one target; idle ones closed after a while.
 
-    def __init__(self, target: Target, timeouts: Timeouts, idle_seconds: float):
+    Without a shared store the cap holds for this process. With one (the run store), every open
+    connection also holds a leased slot there, so the cap holds across gunicorn workers and hosts; a
+    process that dies without giving its slots back loses them when their lease runs out."""
+
+    def __init__(self, target: Target, timeouts: Timeouts, idle_seconds: float, slots=None):
         self.target = target
         self.timeouts = timeouts
         self.idle_seconds = idle_seconds
-        self._slots = threading.BoundedSemaphore(target.cap)
+        self.slots = slots
+        self._sem = threading.BoundedSemaphore(target.cap)
         self._idle: list[tuple[psycopg.Connection, float]] = []
+        self._held: dict[int, tuple[int, str]] = {}  # id(conn) -> (slot, holder) in the shared store
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+
+    def _lease(self, statement_ms: int | None) -> float:
+        t = self.timeouts
+        return (statement_ms or t.statement_ms) / 1000 + 2 * t.connect_s + self.idle_seconds + 30
 
     def _connect(self, reserved: bool) -> psycopg.Connection:
         t = self.target
@@ -141,41 +154,79 @@ class TargetPool:
         conn.read_only = True
         return conn
 
+    def _take_shared(self, start: float, busy_timeout: float, lease: float) -> tuple[int, str] | None:
+        if self.slots is None:
+            return None
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        delay = 0.02
+        while True:
+            slot = self.slots.take_slot(self.target.name, self.target.cap, holder, lease)
+            if slot is not None:
+                return slot, holder
+            if time.monotonic() - start + delay > busy_timeout:
+                raise Busy(self.target.name, self.target.cap, time.monotonic() - start, shared=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
     @contextmanager
-    def connection(self, busy_timeout: float, reserved: bool = False):
+    def connection(self, busy_timeout: float, reserved: bool = False, statement_ms: int | None = None):
         """A connection of this target's cap; raises Busy after `busy_timeout` seconds of waiting."""
         start = time.monotonic()
-        if not self._slots.acquire(timeout=busy_timeout):
+        if not self._sem.acquire(timeout=busy_timeout):
             raise Busy(self.target.name, self.target.cap, time.monotonic() - start)
         conn = None
         try:
-            conn = None if reserved else self._take()
+            lease = self._lease(statement_ms)
+            conn = None if reserved else self._take(lease)
             if conn is None:
-                conn = self._connect(reserved)
+                held = self._take_shared(start, busy_timeout, lease)
+                try:
+                    conn = self._connect(reserved)
+                except BaseException:
+                    if held:
+                        self.slots.give_slot(self.target.name, *held)
+                    raise
+                if held:
+                    self._held[id(conn)] = held
             yield conn
         except BaseException:
             if conn is not None:
-                conn.close()
+                self._close(conn)
                 conn = None
             raise
         finally:
             if conn is not None:
                 self._give_back(conn, keep=not reserved)
-            self._slots.release()
+            self._sem.release()
 
-    def _take(self):
+    def _close(self, conn: psycopg.Connection) -> None:
+        conn.close()
+        held = self._held.pop(id(conn), None)
+        if held and self.slots is not None:
+            try:
+                self.slots.give_slot(self.target.name, *held)
+            except Exception:  # noqa: BLE001 - the lease runs out by itself if the store is unreachable
+                pass
+
+    def _take(self, lease: float):
         with self._lock:
-            while self._idle:
+            found = None
+            while self._idle and found is None:
                 conn, _ = self._idle.pop()
                 if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                    return conn
-                conn.close()
-        return None
+                    found = conn
+                else:
+                    self._close(conn)
+        if found is not None and id(found) in self._held and self.slots is not None:
+            if not self.slots.renew_slot(self.target.name, *self._held[id(found)], lease):
+                self._close(found)  # our lease lapsed and the slot went to someone else
+                return None
+        return found
 
     def _give_back(self, conn: psycopg.Connection, keep: bool) -> None:
         healthy = not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         if not (keep and healthy and self.idle_seconds > 0):
-            conn.close()
+            self._close(conn)
             return
         with self._lock:
             self._idle.append((conn, time.monotonic()))
@@ -191,7 +242,7 @@ class TargetPool:
             keep = []
             for conn, since in self._idle:
                 if now - since >= self.idle_seconds - 0.01:
-                    conn.close()
+                    self._close(conn)
                 else:
                     keep.append((conn, since))
             self._idle = keep
@@ -204,7 +255,7 @@ class TargetPool:
         """Close every idle connection now."""
         with self._lock:
             for conn, _ in self._idle:
-                conn.close()
+                self._close(conn)
             self._idle = []
 
 
@@ -212,12 +263,12 @@ class Executor:
     """Runs step SQL against targets through their pools."""
 
     def __init__(self, targets: dict[str, Target], timeouts: Timeouts, busy_timeout: float, idle_seconds: float,
-                 keep_rows: int = 2000):
+                 keep_rows: int = 2000, slots=None):
         self.targets = targets
         self.keep_rows = keep_rows
         self.timeouts = timeouts
         self.busy_timeout = busy_timeout
-        self.pools = {name: TargetPool(t, timeouts, idle_seconds) for name, t in targets.items()}
+        self.pools = {name: TargetPool(t, timeouts, idle_seconds, slots) for name, t in targets.items()}
 
     def pick_sql(self, step, version: int | None) -> str:
         """The step's SQL for the server's major version (variants apply from their min_version)."""
@@ -233,7 +284,7 @@ class Executor:
             reserved: bool = False, statement_ms: int | None = None, label: str = APP_NAME) -> tuple[str, StepResult]:
         """Execute a step's SQL (read-only unless `write`); returns (SQL as run, result). Raises psycopg errors."""
         pool = self.pools[target_name]
-        with pool.connection(self.busy_timeout, reserved=reserved) as conn:
+        with pool.connection(self.busy_timeout, reserved=reserved, statement_ms=statement_ms) as conn:
             version = conn.info.server_version if pool.target.kind == "postgresql" else None
             text = sql if sql is not None else self.pick_sql(step, version)
             # checked again here, not only by `kb check`: runbooks can be edited on a running server

@@ -25,7 +25,9 @@ class RunService:
         self.store = RunStore(config.store_url, config.instance_path)
         timeouts = Timeouts(config.connect_timeout, config.statement_timeout_ms, config.lock_timeout_ms,
                             config.idle_timeout_ms)
-        self.executor = Executor(self.targets, timeouts, config.busy_timeout, config.target_idle_seconds)
+        # the run store holds each target's connection slots, so `cap` holds across workers and hosts
+        self.executor = Executor(self.targets, timeouts, config.busy_timeout, config.target_idle_seconds,
+                                 slots=self.store)
         # a step can wait at most for a slot, a connection and its statement; a claim older than that
         # (with a margin) belongs to a worker that died
         longest_ms = max([config.statement_timeout_ms] + [getattr(s, "timeout_ms", None) or 0

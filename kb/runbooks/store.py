@@ -10,11 +10,17 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from kb.errors import RunStateError
 
 _TABLES = """
+CREATE TABLE IF NOT EXISTS target_slots (
+    target TEXT NOT NULL, slot INTEGER NOT NULL, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (target, slot));
+CREATE TABLE IF NOT EXISTS rate_hits (
+    key TEXT NOT NULL, window_start BIGINT NOT NULL, hits INTEGER NOT NULL, PRIMARY KEY (key, window_start));
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, runbook TEXT NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL,
     created_by TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
@@ -201,6 +207,56 @@ class RunStore:
             out.append({"id": r[0], "runbook": r[1], "target": r[2], "status": r[3], "created_by": r[4],
                         "created_at": r[5], "updated_at": r[6], "verdict": (state.get("conclusion") or {}).get("verdict")})
         return out
+
+    # --- shared limits ---------------------------------------------------------------------------
+    # Counted here, not in a process, so they hold across gunicorn workers and hosts. Expiry uses each
+    # host's clock (time.time()); hosts are expected to run NTP.
+    def take_slot(self, target: str, cap: int, holder: str, lease_s: float) -> int | None:
+        """One of the `cap` connection slots of `target`, leased to `holder`; None when all are held.
+        A slot whose lease ran out (its process died) is free again."""
+        t = time.time()
+        with self.backend.tx() as cur:
+            self._exec(cur, "DELETE FROM target_slots WHERE target = ? AND expires_at < ?", (target, t))
+            for slot in range(cap):
+                n = self._exec(cur, "INSERT INTO target_slots (target, slot, holder, expires_at) VALUES (?, ?, ?, ?)"
+                                    " ON CONFLICT DO NOTHING", (target, slot, holder, t + lease_s)).rowcount
+                if n == 1:
+                    return slot
+        return None
+
+    def renew_slot(self, target: str, slot: int, holder: str, lease_s: float) -> bool:
+        """Extend a held slot's lease; False if it lapsed and was taken by someone else."""
+        with self.backend.tx() as cur:
+            n = self._exec(cur, "UPDATE target_slots SET expires_at = ? WHERE target = ? AND slot = ? AND holder = ?",
+                           (time.time() + lease_s, target, slot, holder)).rowcount
+        return n == 1
+
+    def give_slot(self, target: str, slot: int, holder: str) -> None:
+        with self.backend.tx() as cur:
+            self._exec(cur, "DELETE FROM target_slots WHERE target = ? AND slot = ? AND holder = ?", (target, slot, holder))
+
+    def slots_held(self, target: str) -> int:
+        with self.backend.tx() as cur:
+            return self._exec(cur, "SELECT count(*) FROM target_slots WHERE target = ? AND expires_at >= ?",
+                              (target, time.time())).fetchone()[0]
+
+    def rate_hit(self, key: str, count: int, window: float) -> float | None:
+        """Count one request for `key`; None if within `count` per `window` seconds, else seconds to wait.
+        A sliding window estimated from two fixed ones, so a burst at a window's edge is not doubled."""
+        t = time.time()
+        start = int(t // window)
+        with self.backend.tx() as cur:
+            rows = dict(self._exec(cur, "SELECT window_start, hits FROM rate_hits WHERE key = ? AND window_start >= ?",
+                                   (key, start - 1)).fetchall())
+            weight = 1 - (t - start * window) / window
+            used = rows.get(start, 0) + rows.get(start - 1, 0) * weight
+            if used + 1 > count:
+                return max(0.5, window * weight)  # at the latest, the current window's end
+            self._exec(cur, "INSERT INTO rate_hits (key, window_start, hits) VALUES (?, ?, 1) ON CONFLICT (key, window_start)"
+                            " DO UPDATE SET hits = rate_hits.hits + 1", (key, start))
+            if start % 16 == 0:  # now and then, forget old windows
+                self._exec(cur, "DELETE FROM rate_hits WHERE window_start < ? AND key = ?", (start - 1, key))
+        return None
 
     # --- audit -----------------------------------------------------------------------------------
     def _audit(self, cur, run_id, actor, event, detail) -> None:

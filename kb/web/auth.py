@@ -133,8 +133,10 @@ def rate_limit(kind: str) -> None:
     """Count a request of `kind` for the current identity; 429 with Retry-After beyond the limit."""
     state = current_app.extensions["kb_access"]
     ident = current()
-    key = (kind, ident.name if ident.via != "anonymous" else f"anon:{request.remote_addr}")
-    wait = state.hit(key, state.limits[kind])
+    who = ident.name if ident.via != "anonymous" else f"anon:{request.remote_addr}"
+    count, window = state.limits[kind]
+    # counted in the run store, so the limit holds across gunicorn workers and hosts
+    wait = current_app.extensions["kb"].runs.store.rate_hit(f"{kind}:{who}", count, window)
     if wait is not None:
         secs = max(1, int(wait + 0.999))
         raise ApiError(429, f"too many {kind} requests; retry in {secs} s", [{"field": kind, "reason": "rate limited"}],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
+from kb.web import auth
 from kb.web.present import limit_arg, present, service
 
 bp = Blueprint("pages", __name__, template_folder="../templates")
@@ -24,6 +25,7 @@ def search():
     q = request.args.get("q", "")
     if not q.strip() and not request.path.endswith(".json"):
         return present("pages/search.html", {"query": "", "count": 0, "results": []})
+    auth.rate_limit("search")  # the same per-identity limit as the API's search
     data = service().search_text(q, limit=limit_arg())
     return present("pages/search.html", data)
 
