@@ -131,6 +131,7 @@ class TargetPool:
         self._sem = threading.BoundedSemaphore(target.cap)
         self._idle: list[tuple[psycopg.Connection, float]] = []
         self._held: dict[int, tuple[int, str]] = {}  # id(conn) -> (slot, holder) in the shared store
+        self._until: dict[int, float] = {}  # id(conn) -> when its slot's lease ends (time.time())
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
 
@@ -154,15 +155,15 @@ class TargetPool:
         conn.read_only = True
         return conn
 
-    def _take_shared(self, start: float, busy_timeout: float, lease: float) -> tuple[int, str] | None:
+    def _take_shared(self, start: float, busy_timeout: float, lease: float) -> tuple[int, str, float] | None:
         if self.slots is None:
             return None
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         delay = 0.02
         while True:
-            slot = self.slots.take_slot(self.target.name, self.target.cap, holder, lease)
+            slot = self.slots.take_slot(self.target.name, self.target.cap, holder, 2 * lease)
             if slot is not None:
-                return slot, holder
+                return slot, holder, time.time() + 2 * lease
             if time.monotonic() - start + delay > busy_timeout:
                 raise Busy(self.target.name, self.target.cap, time.monotonic() - start, shared=True)
             time.sleep(delay)
@@ -184,10 +185,11 @@ class TargetPool:
                     conn = self._connect(reserved)
                 except BaseException:
                     if held:
-                        self.slots.give_slot(self.target.name, *held)
+                        self.slots.give_slot(self.target.name, *held[:2])
                     raise
                 if held:
-                    self._held[id(conn)] = held
+                    self._held[id(conn)] = held[:2]
+                    self._until[id(conn)] = held[2]
             yield conn
         except BaseException:
             if conn is not None:
@@ -201,6 +203,7 @@ class TargetPool:
 
     def _close(self, conn: psycopg.Connection) -> None:
         conn.close()
+        self._until.pop(id(conn), None)
         held = self._held.pop(id(conn), None)
         if held and self.slots is not None:
             try:
@@ -217,10 +220,13 @@ class TargetPool:
                     found = conn
                 else:
                     self._close(conn)
-        if found is not None and id(found) in self._held and self.slots is not None:
-            if not self.slots.renew_slot(self.target.name, *self._held[id(found)], lease):
+        held = self._held.get(id(found)) if found is not None else None
+        # renew only when less than the lease is left: a step needs at most one lease of time
+        if held is not None and self.slots is not None and self._until.get(id(found), 0) - time.time() < lease:
+            if not self.slots.renew_slot(self.target.name, *held, 2 * lease):
                 self._close(found)  # our lease lapsed and the slot went to someone else
                 return None
+            self._until[id(found)] = time.time() + 2 * lease
         return found
 
     def _give_back(self, conn: psycopg.Connection, keep: bool) -> None:
