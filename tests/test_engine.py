@@ -230,3 +230,15 @@ def test_sandbox_starts_a_scenario_and_removes_its_cluster_when_stopped(signame)
     assert not os.path.exists(datadir)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(dsn, connect_timeout=2).close()
+
+
+def test_a_pooled_connection_ended_while_idle_is_not_the_next_steps_failure(make_service, pg):
+    svc = make_service(target_idle_seconds=30)
+    finish(svc, "probe-param")
+    pids = pg.sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'kb' AND state = 'idle'")
+    assert pids, "the step's connection stays pooled"
+    for (pid,) in pids:
+        pg.sql("SELECT pg_terminate_backend(%s)", (pid,))
+    time.sleep(0.2)
+    run = finish(svc, "probe-param")
+    assert all(s["error"] is None for s in run["steps"]), run["steps"]

@@ -98,6 +98,17 @@ def jsonable(value):
     return str(value)
 
 
+def _has_news(conn: psycopg.Connection) -> bool:
+    """An idle connection has nothing to say; if its socket is readable, the server ended it (e.g.
+    `pg_terminate_backend` sent FATAL 57P01 and closed), and that is not the next step's failure."""
+    import select
+
+    try:
+        return bool(select.select([conn.pgconn.socket], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return True
+
+
 def _cut_connection(conn: psycopg.Connection, cut: threading.Event) -> None:
     """Shut the connection's socket down so the thread blocked reading it gets an error now."""
     import os
@@ -216,7 +227,8 @@ class TargetPool:
             found = None
             while self._idle and found is None:
                 conn, _ = self._idle.pop()
-                if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                if (not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                        and not _has_news(conn)):
                     found = conn
                 else:
                     self._close(conn)
