@@ -98,7 +98,8 @@ class Config:
     @property
     def instance_path(self) -> Path:
         path = Path(self.values["instance_dir"]).resolve()
-        path.mkdir(parents=True, exist_ok=True)
+        # it holds the run store, the session key and caches: only its owner may read or write it
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
 

@@ -35,6 +35,7 @@ CREATE INDEX IF NOT EXISTS audit_run ON audit (run_id);
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
     created_at TEXT NOT NULL, revoked_at TEXT);
+CREATE TABLE IF NOT EXISTS chat_replays (key TEXT PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL);
 """
 
 
@@ -53,6 +54,10 @@ class _Backend:
 class _Sqlite(_Backend):
     def __init__(self, path: Path):
         self.path = path
+        # runs hold rows read from production databases: the file is its owner's only (SQLite gives
+        # its -wal and -shm files the same mode)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        path.chmod(0o600)
         self._local = threading.local()
         self._conn().executescript(_TABLES.format(serial="INTEGER"))
 
@@ -310,3 +315,13 @@ class RunStore:
     def has_active_tokens(self) -> bool:
         with self.backend.tx() as cur:
             return self._exec(cur, "SELECT 1 FROM tokens WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
+
+    # --- chat replays ----------------------------------------------------------------------------
+    def record_once(self, key: str, expires_at: float) -> bool:
+        """Record `key` until `expires_at` (epoch seconds); False if it is already recorded. One
+        transaction, and the primary key decides between concurrent callers on every worker and host."""
+        with self.backend.tx() as cur:
+            self._exec(cur, "DELETE FROM chat_replays WHERE expires_at < ?", (time.time(),))
+            n = self._exec(cur, "INSERT INTO chat_replays (key, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                           (key, expires_at)).rowcount
+        return n == 1

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import pickle
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,23 +50,43 @@ def fingerprint(*roots: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _cache_key(cache_dir: Path) -> bytes:
+    path = cache_dir / "cache.key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
 def load_catalog_cached(content_dir: Path, runbooks_dir: Path, cache_dir: Path) -> Catalog:
-    """load_catalog, reusing a pickle of the last valid load while the content's fingerprint is the same."""
+    """load_catalog, reusing a pickle of the last valid load while the content's fingerprint is the same.
+
+    A pickle runs code when loaded, so the cache is signed with a key only this instance folder's
+    owner can read (HMAC-SHA256), and a file whose signature does not verify is never unpickled."""
     fp = fingerprint(content_dir, runbooks_dir)
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = _cache_key(cache_dir)
     cache = cache_dir / f"catalog-{fp}.pickle"
     if cache.exists():
         try:
-            with cache.open("rb") as fh:
-                cat = pickle.load(fh)
-            if isinstance(cat, Catalog) and cat.fingerprint == fp:
-                return cat
+            blob = cache.read_bytes()
+            mac, data = blob[:32], blob[32:]
+            if hmac.compare_digest(mac, hmac.new(key, data, hashlib.sha256).digest()):
+                cat = pickle.loads(data)
+                if isinstance(cat, Catalog) and cat.fingerprint == fp:
+                    return cat
         except Exception:  # noqa: BLE001 - a stale or foreign cache is rebuilt, never trusted
             pass
     cat = load_catalog(content_dir, runbooks_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    data = pickle.dumps(cat, protocol=pickle.HIGHEST_PROTOCOL)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        pickle.dump(cat, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(hmac.new(key, data, hashlib.sha256).digest() + data)
     os.replace(tmp, cache)
     for old in cache_dir.glob("catalog-*.pickle"):
         if old != cache:

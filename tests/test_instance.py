@@ -1,0 +1,47 @@
+"""The instance folder: only its owner may read the run store, and the catalog cache is never
+unpickled unless this instance wrote it."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+from pathlib import Path
+
+from kb.runbooks.store import RunStore
+from kb.service.catalog import load_catalog_cached
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_run_store_and_the_instance_folder_are_private(tmp_path):
+    instance = tmp_path / "inst"
+    from kb.settings import load_config
+
+    path = load_config({"config": None, "instance_dir": str(instance)}).instance_path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    store = RunStore(None, path)
+    store.audit(None, "t", "x", {})
+    assert stat.S_IMODE((path / "runs.sqlite3").stat().st_mode) == 0o600
+    store.close()
+
+
+class Boom:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARK}",))
+
+
+MARK = "/tmp/kb-pickle-ran"
+
+
+def test_a_planted_cache_file_is_not_unpickled(tmp_path):
+    cache = tmp_path / "cache"
+    cat = load_catalog_cached(ROOT / "content", ROOT / "runbooks", cache)
+    [written] = list(cache.glob("catalog-*.pickle"))
+    # someone replaces the cache with a pickle that runs a command when loaded
+    written.write_bytes(b"\0" * 32 + pickle.dumps(Boom()))
+    Path(MARK).unlink(missing_ok=True)
+    again = load_catalog_cached(ROOT / "content", ROOT / "runbooks", cache)
+    assert not Path(MARK).exists()
+    assert set(again.entries) == set(cat.entries)
+    assert stat.S_IMODE((cache / "cache.key").stat().st_mode) == 0o600
