@@ -242,3 +242,24 @@ def test_a_pooled_connection_ended_while_idle_is_not_the_next_steps_failure(make
     time.sleep(0.2)
     run = finish(svc, "probe-param")
     assert all(s["error"] is None for s in run["steps"]), run["steps"]
+
+
+def test_a_huge_result_is_counted_not_held(pg):
+    """100,000 rows of 1 KB: the executor keeps its first `keep_rows` and counts the rest, so memory
+    stays near the kept rows instead of the whole result (about 400 MB before)."""
+    import tracemalloc
+
+    from kb.runbooks.executor import Executor, Timeouts
+    from kb.runbooks.targets import Target
+
+    ex = Executor({"t": Target("t", dsn=pg.dsn("monitor"))}, Timeouts(statement_ms=20000), busy_timeout=5,
+                  idle_seconds=0, keep_rows=2000)
+    try:
+        tracemalloc.start()
+        _, res = ex.run("t", None, {}, sql="SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 100000) AS g")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    finally:
+        ex.close()
+    assert res.row_count == 100_000 and len(res.rows) == 2000
+    assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MB"
