@@ -142,14 +142,22 @@ def embedded_bindir() -> Path | None:
 
 # ---- nothing a test starts outlives the run -------------------------------------------------------
 
+# Every process this session starts inherits this mark in its environment, so a second test session
+# running at the same time (another checkout, another user's run) never has its processes stopped.
+SESSION_MARK = f"KBTEST_SESSION={os.getpid()}-{time.time_ns()}"
+
+
 def _started_here() -> dict[int, str]:
-    """Processes of the kinds the tests start: throwaway postmasters, pgbouncers, `kb serve`/`kb sandbox`."""
+    """Processes of the kinds the tests start, started by this session: throwaway postmasters,
+    pgbouncers, `kb serve`/`kb sandbox`."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if SESSION_MARK.encode() not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
         except OSError:
             continue
         line = b" ".join(argv).decode(errors="replace").strip()
@@ -172,6 +180,8 @@ def pytest_configure(config):
     """SIGTERM and SIGHUP end the run like Ctrl-C does, so every finalizer still runs."""
     import signal
 
+    name, _, value = SESSION_MARK.partition("=")
+    os.environ[name] = value
     BEFORE_SESSION.update(_started_here())
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
