@@ -94,3 +94,76 @@ def test_template_matches_any_variable_part():
 
 def test_sqlstates_in_text():
     assert sqlstates_in("SQLSTATE[53300] code '57P01' 12345 ABCDE") == ["53300", "57P01", "12345"]
+
+
+# --- hostile input: every search at the 32 KB cap stays within a CPU bound --------------------------
+
+CAP = 32_768
+CPU_BOUND_MS = 150  # the bench target is 50 ms; slack for slower machines, far below any backtracking blow-up
+HOSTILE_UNITS = ["a.", "a-", "x.y.", "1.", "a:", "'", '"a', '\\"', "0x", "[", "«", "%s", "1.1.", "ab12 ", "fe80::",
+                 "a://", "2026-01-01 ", "a" * 100 + ".", "1" * 50 + "x"]
+HOSTILE_ALPHABET = "ab0x19.:-_'\"`«»\\/[]% \n\u00e9\u0430"
+
+
+def _fill(unit: str) -> str:
+    return (unit * (CAP // len(unit) + 1))[:CAP]
+
+
+def _cpu_ms(ix, text: str) -> float:
+    import time
+    t0 = time.process_time()
+    ix.search(text)
+    return (time.process_time() - t0) * 1000
+
+
+@pytest.fixture
+def ix(svc):
+    index = svc.search
+    saved, index.cache_bytes = index.cache_bytes, 0  # every call pays the whole search
+    yield index
+    index.cache_bytes = saved
+
+
+@pytest.mark.parametrize("unit", HOSTILE_UNITS)
+def test_hostile_repetition_is_bounded(ix, unit):
+    assert _cpu_ms(ix, _fill(unit)) < CPU_BOUND_MS
+
+
+def test_every_templates_words_is_bounded(ix):
+    words = " ".join(t.message for t in ix._templates)
+    for text in (_fill(words + " "), _fill(words.replace(" ", ""))):
+        assert _cpu_ms(ix, text) < CPU_BOUND_MS
+
+
+def test_random_32kb_inputs_are_bounded(ix):
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(unit=st.text(alphabet=HOSTILE_ALPHABET, min_size=1, max_size=16), seed=st.integers(0, 2**32))
+    def check(unit, seed):
+        import random
+        rng = random.Random(seed)
+        noise = "".join(rng.choice(HOSTILE_ALPHABET) for _ in range(CAP))
+        for text in (_fill(unit), noise):
+            assert _cpu_ms(ix, text) < CPU_BOUND_MS, (unit, seed)
+
+    check()
+
+
+def test_cache_is_bounded_in_bytes(svc, tmp_path):
+    import tracemalloc
+    from kb.knowledge.search import SearchIndex
+    base = svc.search
+    index = SearchIndex(base.index_dir, [], cache_bytes=64 * 1024)
+    index._templates, index._anchors, index._sqlstates = base._templates, base._anchors, base._sqlstates
+    index._server_side, index._related = base._server_side, base._related
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for i in range(400):
+        index.search(f"ERROR: deadlock detected {'word%d ' % i * 2000}")  # distinct long pastes
+    entries, used = index.cache_footprint()
+    held = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename")
+               if s.traceback[0].filename.endswith(("search.py", "collections/__init__.py")))
+    tracemalloc.stop()
+    assert used <= 64 * 1024 and 0 < entries < 400
+    assert held < 3 * 64 * 1024, held  # the estimate tracks what is really held, keys included

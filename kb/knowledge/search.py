@@ -7,6 +7,7 @@ distinct token), or a SQLSTATE the entry covers. Prose second: a BM25F query ove
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -28,10 +29,28 @@ CONTAINED_BONUS = 300.0  # a template whose match lies inside a longer template'
 SQLSTATE_BONUS = 200.0
 PROSE_CAP = 150.0
 MAX_QUERY_TERMS = 16
-CACHE_SIZE = 4096
+CACHE_BYTES = 8 * 1024 * 1024  # per process; an entry costs a digest and its ranked list
 SERVER_SIDE_BONUS = 15.0
 COMPANION_SCORE = 100.0
 _PLACEHOLDERS = {QUOTED, NUMBER, HOST, VAR}
+
+
+# Estimated bytes of one cached result: the key, the OrderedDict slot and the tuple, then per hit its
+# dict and the score (strings are counted by length). Measured with tracemalloc in tests/test_search.py.
+_CACHE_ENTRY_BYTES = 300
+_CACHE_HIT_BYTES = 400
+
+
+def _windows(at: list[int], reach: int, n: int) -> list[tuple[int, int]]:
+    """Merged token ranges within `reach` of each position in `at` (ascending)."""
+    out: list[tuple[int, int]] = []
+    for i in at:
+        lo, hi = max(0, i - reach), min(n, i + reach + 1)
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def _schema() -> Schema:
@@ -66,14 +85,16 @@ class _Template:
     message: str
     regex: object
     literal_count: int
+    reach: int  # the most paste tokens a match can span
 
 
 class SearchIndex:
     """An opened index plus the template anchor table; thread-safe for concurrent searches."""
 
-    def __init__(self, index_dir: Path, docs: list[Doc], cache_size: int = CACHE_SIZE):
+    def __init__(self, index_dir: Path, docs: list[Doc], cache_bytes: int = CACHE_BYTES):
         self.index_dir = index_dir
-        self.cache_size = cache_size
+        self.cache_bytes = cache_bytes
+        self._cache_used = 0
         self._ix = windex.open_dir(str(index_dir))
         self._local = threading.local()
         self._sqlstates: dict[str, list[str]] = {}
@@ -91,7 +112,7 @@ class SearchIndex:
 
     # --- building -----------------------------------------------------------------------------
     @classmethod
-    def open_or_build(cls, base_dir: Path, fingerprint: str, docs: list[Doc], cache_size: int = CACHE_SIZE) -> "SearchIndex":
+    def open_or_build(cls, base_dir: Path, fingerprint: str, docs: list[Doc], cache_bytes: int = CACHE_BYTES) -> "SearchIndex":
         """Reuse `base_dir/index-<fingerprint>` when it exists, else build it atomically."""
         base_dir.mkdir(parents=True, exist_ok=True)
         target = base_dir / f"index-{fingerprint}"
@@ -117,7 +138,7 @@ class SearchIndex:
             for old in base_dir.glob("index-*"):
                 if old.name != target.name and (old / "READY").exists():
                     shutil.rmtree(old, ignore_errors=True)
-        return cls(target, docs, cache_size)
+        return cls(target, docs, cache_bytes)
 
     def _build_tables(self, docs: list[Doc]) -> None:
         self._server_side = {d.slug for d in docs if d.server_side}
@@ -139,7 +160,8 @@ class SearchIndex:
                 continue
             anchor = min(set(literals), key=lambda t: (freq[t], t))
             self._anchors.setdefault(anchor, []).append(len(self._templates))
-            self._templates.append(_Template(slug, message, regex, len(literals)))
+            reach = sum(1 if t not in _PLACEHOLDERS else 6 for t in toks)
+            self._templates.append(_Template(slug, message, regex, len(literals), reach))
 
     # --- searching ----------------------------------------------------------------------------
     def _searcher(self):
@@ -149,15 +171,31 @@ class SearchIndex:
         return s
 
     def template_hits(self, tokens: list[str]) -> dict[str, tuple[str, int, tuple[int, int]]]:
-        """slug -> (message, literal count, span) of the most specific template found in the tokens."""
-        joined = " " + " ".join(tokens) + " "
+        """slug -> (message, literal count, span) of the most specific template found in the tokens.
+
+        A match contains its template's anchor and spans at most `reach` tokens, so each template is
+        searched only in the windows around its anchor's occurrences: a paste made of every
+        template's words costs what its windows cost, not one scan of the whole paste per template.
+        Spans are character offsets in the space-joined tokens.
+        """
+        where: dict[str, list[int]] = {}
+        for i, tok in enumerate(tokens):
+            where.setdefault(tok, []).append(i)
+        starts, pos = [], 1
+        for tok in tokens:
+            starts.append(pos)
+            pos += len(tok) + 1
         found: dict[str, tuple[str, int, tuple[int, int]]] = {}
-        for tok in set(tokens):
+        for tok, at in where.items():
             for idx in self._anchors.get(tok, ()):
                 t = self._templates[idx]
-                m = t.regex.search(joined)
-                if m and (t.slug not in found or found[t.slug][1] < t.literal_count):
-                    found[t.slug] = (t.message, t.literal_count, m.span())
+                for lo, hi in _windows(at, t.reach, len(tokens)):
+                    m = t.regex.search(" " + " ".join(tokens[lo:hi]) + " ")
+                    if m:
+                        span = (m.start() + starts[lo] - 1, m.end() + starts[lo] - 1)
+                        if t.slug not in found or found[t.slug][1] < t.literal_count:
+                            found[t.slug] = (t.message, t.literal_count, span)
+                        break
         return found
 
     def prose_hits(self, tokens: list[str], limit: int) -> dict[str, float]:
@@ -201,20 +239,28 @@ class SearchIndex:
         """
         tokens = normalize_text(text)
         codes = [c for c in sqlstates_in(text) if c in self._sqlstates]
-        key = (tuple(tokens), tuple(codes), limit)
-        if not self.cache_size:
+        if not self.cache_bytes:
             return self._rank(tokens, codes, limit)
+        key = hashlib.blake2b("\0".join([*tokens, "", *codes, str(limit)]).encode(), digest_size=16).digest()
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                return [dict(h) for h in hit]
+                return [dict(h) for h in hit[0]]
         ranked = self._rank(tokens, codes, limit)
+        size = _CACHE_ENTRY_BYTES + sum(_CACHE_HIT_BYTES + len(h["slug"]) + len(h["matched"] or "") for h in ranked)
         with self._cache_lock:
-            self._cache[key] = ranked
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            if key not in self._cache:
+                self._cache[key] = (ranked, size)
+                self._cache_used += size
+            while self._cache_used > self.cache_bytes and self._cache:
+                self._cache_used -= self._cache.popitem(last=False)[1][1]
         return [dict(h) for h in ranked]
+
+    def cache_footprint(self) -> tuple[int, int]:
+        """(entries, estimated bytes) held by the result cache."""
+        with self._cache_lock:
+            return len(self._cache), self._cache_used
 
     def _rank(self, tokens: list[str], codes: list[str], limit: int) -> list[dict]:
         templates = self.template_hits(tokens)
