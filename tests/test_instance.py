@@ -45,3 +45,34 @@ def test_a_planted_cache_file_is_not_unpickled(tmp_path):
     assert not Path(MARK).exists()
     assert set(again.entries) == set(cat.entries)
     assert stat.S_IMODE((cache / "cache.key").stat().st_mode) == 0o600
+
+
+BUILD = """
+import sys
+from pathlib import Path
+from kb.knowledge.search import Doc, SearchIndex
+ix = SearchIndex.open_or_build(Path(sys.argv[1]), sys.argv[2], [Doc("b", "B", ["other message %s"], [], [], "prose")])
+ix.close()
+"""
+
+
+def test_an_index_in_use_is_not_removed_by_another_process(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    from kb.knowledge.search import Doc, SearchIndex
+
+    docs = [Doc("lock-timeout", "Lock timeout", ["canceling statement due to lock timeout"], ["55P03"], [], "waits")]
+    ix = SearchIndex.open_or_build(tmp_path, "first", docs)
+    subprocess.run([sys.executable, "-c", BUILD, str(tmp_path), "second"], check=True, cwd=ROOT)
+    assert (tmp_path / "index-first" / "READY").exists()  # still held by this process
+    results = []
+    worker = threading.Thread(target=lambda: results.append(ix.search("ERROR: canceling statement due to lock timeout")))
+    worker.start()  # a new thread opens a new searcher on the index's files
+    worker.join()
+    assert results[0][0]["slug"] == "lock-timeout"
+    ix.close()
+    subprocess.run([sys.executable, "-c", BUILD, str(tmp_path), "third"], check=True, cwd=ROOT)
+    assert not (tmp_path / "index-first").exists() and not (tmp_path / "index-second").exists()
+    assert (tmp_path / "index-third" / "READY").exists()

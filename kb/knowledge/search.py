@@ -7,6 +7,7 @@ distinct token), or a SQLSTATE the entry covers. Prose second: a BM25F query ove
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -53,6 +54,35 @@ def _windows(at: list[int], reach: int, n: int) -> list[tuple[int, int]]:
     return out
 
 
+def _hold(path: Path) -> int:
+    """A shared lock on `path`, created if missing; retried when a remover unlinked it meanwhile."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _remove_unused(index_dir: Path) -> None:
+    """Delete an index no process holds; leave it when one does."""
+    lock = index_dir.with_name(f"{index_dir.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return
+    try:
+        shutil.rmtree(index_dir, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
 def _schema() -> Schema:
     plain = SpaceSeparatedTokenizer() | LowercaseFilter()
     return Schema(
@@ -91,8 +121,9 @@ class _Template:
 class SearchIndex:
     """An opened index plus the template anchor table; thread-safe for concurrent searches."""
 
-    def __init__(self, index_dir: Path, docs: list[Doc], cache_bytes: int = CACHE_BYTES):
+    def __init__(self, index_dir: Path, docs: list[Doc], cache_bytes: int = CACHE_BYTES, lock_fd: int | None = None):
         self.index_dir = index_dir
+        self._lock_fd = lock_fd  # a shared lock on the index, held while this object lives
         self.cache_bytes = cache_bytes
         self._cache_used = 0
         self._ix = windex.open_dir(str(index_dir))
@@ -113,11 +144,17 @@ class SearchIndex:
     # --- building -----------------------------------------------------------------------------
     @classmethod
     def open_or_build(cls, base_dir: Path, fingerprint: str, docs: list[Doc], cache_bytes: int = CACHE_BYTES) -> "SearchIndex":
-        """Reuse `base_dir/index-<fingerprint>` when it exists, else build it atomically."""
+        """Reuse `base_dir/index-<fingerprint>` when it exists, else build it atomically.
+
+        Every process holds a shared lock on the index it searches, so another process (`kb index`,
+        or a server started after a content change) removes an older index only when nobody holds
+        it; an index in use stays until its last user ends.
+        """
         base_dir.mkdir(parents=True, exist_ok=True)
         target = base_dir / f"index-{fingerprint}"
+        lock_fd = _hold(base_dir / f"{target.name}.lock")
         if not (target / "READY").exists():
-            tmp = Path(tempfile.mkdtemp(prefix="index-build-", dir=base_dir))
+            tmp = Path(tempfile.mkdtemp(prefix="build-", dir=base_dir))
             ix = windex.create_in(str(tmp), _schema())
             writer = ix.writer(limitmb=256)
             for d in docs:
@@ -135,10 +172,16 @@ class SearchIndex:
                 os.rename(tmp, target)
             except OSError:  # another process built it first
                 shutil.rmtree(tmp, ignore_errors=True)
-            for old in base_dir.glob("index-*"):
-                if old.name != target.name and (old / "READY").exists():
-                    shutil.rmtree(old, ignore_errors=True)
-        return cls(target, docs, cache_bytes)
+        for old in base_dir.glob("index-*"):
+            if old.name != target.name and old.is_dir() and (old / "READY").exists():
+                _remove_unused(old)
+        return cls(target, docs, cache_bytes, lock_fd)
+
+    def close(self) -> None:
+        """Release the index for removal by a newer one."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _build_tables(self, docs: list[Doc]) -> None:
         self._server_side = {d.slug for d in docs if d.server_side}
