@@ -51,3 +51,30 @@ def test_environment_wins_over_the_file(tmp_path):
     (tmp_path / "bad.toml").write_text("nonsense = 1\n")
     with pytest.raises(ConfigError, match="unknown setting 'nonsense'"):
         load_config({"config": str(tmp_path / "bad.toml")}, environ={})
+
+
+@pytest.mark.parametrize("dsn", [
+    "postgresql://kb:Zq7@Xy8 Wv9@127.0.0.1:5432/app",    # an unencoded '@' and a space in a URL password
+    "postgresql://kb:Zq7@Xy8Wv9@127.0.0.1:5432/app",     # an unencoded '@': libpq reads host "Xy8Wv9@127.0.0.1"
+    "postgresql://kb:Zq7/Xy8Wv9@127.0.0.1:5432/app",     # an unencoded '/': libpq reads port "Zq7"
+    "host=127.0.0.1 user=kb password=Zq7 Xy8Wv9",        # an unquoted space in a key=value password
+    "host=127.0.0.1 user=kb password=Zq7 Xy8Wv9=x",
+])
+def test_a_misformatted_dsn_is_refused_without_repeating_it(dsn):
+    for over in ({"targets": {"prod": {"dsn": dsn}}}, {"targets": {"prod": {"dsn": "host=db", "reserved_dsn": dsn}}}):
+        with pytest.raises(ConfigError) as err:
+            load_targets(cfg(**over), environ={})
+        assert "targets.prod." in str(err.value) and "percent-encode" in str(err.value)
+        assert not any(frag in str(err.value) for frag in ("Zq7", "Xy8", "Wv9"))
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_targets(cfg({"DATABASE_URL": dsn}), environ={})
+
+
+def test_well_formed_passwords_with_odd_characters_are_accepted_and_scrubbed():
+    t = load_targets(cfg(targets={
+        "a": {"dsn": "postgresql://kb:p%40ss%20w0rd@127.0.0.1:5432/app"},
+        "b": {"dsn": "host=/var/run/postgresql user=kb password='s3cret value'"},
+    }), environ={})
+    assert "p@ss w0rd" in t["a"].secrets() and "s3cret value" in t["b"].secrets()
+    assert "s3cret" not in redact("conninfo host=db password='s3cret value' user=kb", [])
+    assert "w0rd" not in redact("for postgresql://kb:p@ssw0rd@db/app", [])

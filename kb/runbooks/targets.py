@@ -6,6 +6,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from kb.errors import ConfigError
 from kb.settings import Config
 
@@ -38,8 +41,12 @@ class Target:
             if not dsn:
                 continue
             out.append(dsn)
-            for m in re.finditer(r"(?:password=|://[^:/@]*:)([^@\s]+)", dsn):
-                out.append(m.group(1))
+            try:
+                out.append(conninfo_to_dict(dsn).get("password") or "")
+            except psycopg.Error:
+                pass
+            for m in re.finditer(r"(?:password\s*=\s*|://[^:/@\s]*:)('(?:[^'\\]|\\.)*'|\S+@|\S+)", dsn):
+                out.append(m.group(1).rstrip("@").strip("'"))
         return [s for s in out if len(s) >= 3]
 
 
@@ -62,19 +69,42 @@ def load_targets(cfg: Config, environ: dict | None = None) -> dict[str, Target]:
         if not 1 <= cap <= 10:
             raise ConfigError(f"targets.{name}.cap: between 1 and 10")
         roles = tuple(table.get("roles", ("operator", "admin")))
+        for key in ("dsn", "reserved_dsn"):
+            _check_dsn(f"targets.{name}.{key}", table.get(key))
         targets[name] = Target(name, str(table["dsn"]), str(table.get("description", "")), kind, cap, roles,
                                table.get("reserved_dsn"))
     if "default" not in targets:
         if cfg.database_url:
+            _check_dsn("DATABASE_URL", cfg.database_url)
             targets["default"] = Target("default", cfg.database_url, "DATABASE_URL", cap=cfg.target_cap)
         elif any(env.get(k) for k in PG_ENV):
             targets["default"] = Target("default", "", "libpq PG* environment", cap=cfg.target_cap)
     return targets
 
 
+def _check_dsn(where: str, dsn) -> None:
+    """Refuse a connection string libpq would misread, before a misread password reaches an error.
+
+    libpq's own messages quote the text it could not read, password fragments included, so the
+    message here names the setting and the rule, never any of the string.
+    """
+    if not dsn:
+        return
+    rule = ("in a URL, percent-encode '@', '/', ':', '?', '#' and spaces in the user name and password "
+            "(%40, %2F, %3A, %3F, %23, %20); in key=value form, quote a value with spaces: password='a b'")
+    try:
+        opts = conninfo_to_dict(str(dsn))
+    except psycopg.Error:
+        raise ConfigError(f"{where}: libpq cannot read this connection string; {rule}") from None
+    if any(c in opts.get(k, "") for k in ("host", "hostaddr") for c in "@ ") or \
+            not re.fullmatch(r"[0-9,]*", opts.get("port", "")):
+        raise ConfigError(f"{where}: its host or port reads as part of a user name or password (an "
+                          f"unencoded character in it); {rule}")
+
+
 def redact(text: str, secrets: list[str]) -> str:
     """`text` with every secret replaced, and any password=... or URL password masked."""
     for s in sorted(secrets, key=len, reverse=True):
         text = text.replace(s, "***")
-    text = re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.I)
-    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)
+    text = re.sub(r"(password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", r"\1***", text, flags=re.I)
+    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)\S+@", r"\1***@", text)
