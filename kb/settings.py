@@ -47,6 +47,15 @@ def _list(value) -> list[str]:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
+def _role(*allowed: str):
+    def parse(value) -> str:
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return text
+    return parse
+
+
 SETTINGS: list[Setting] = [
     Setting("KB_CONFIG", "config", "kb.toml", str, "Path of the TOML configuration file."),
     Setting("DATABASE_URL", "database_url", None, str, "DSN of the target named `default` (else the libpq PG* variables)."),
@@ -68,10 +77,10 @@ SETTINGS: list[Setting] = [
     Setting("KB_BUSY_TIMEOUT", "busy_timeout", 10.0, float, "Seconds a step waits for a free connection slot before a `busy` outcome."),
     Setting("KB_MAX_ROWS", "max_rows", 200, int, "Rows kept per step result (the rest is counted, not stored)."),
     Setting("KB_MAX_STEPS", "max_steps", 50, int, "Steps a run may execute before it stops."),
-    Setting("KB_ANONYMOUS_ROLE", "anonymous_role", "reader", str, "Role of requests without an identity: none, reader or operator."),
+    Setting("KB_ANONYMOUS_ROLE", "anonymous_role", "reader", _role("none", "reader", "operator"), "Role of requests without an identity: none, reader or operator (never admin: confirming actions needs a known identity)."),
     Setting("KB_TRUSTED_PROXIES", "trusted_proxies", [], _list, "Addresses whose user header is trusted (comma-separated)."),
     Setting("KB_PROXY_USER_HEADER", "proxy_user_header", "X-Forwarded-User", str, "Header naming the user behind a trusted proxy."),
-    Setting("KB_PROXY_USER_ROLE", "proxy_user_role", "operator", str, "Role given to users named by a trusted proxy (unless listed in [users])."),
+    Setting("KB_PROXY_USER_ROLE", "proxy_user_role", "operator", _role("none", "reader", "operator", "admin"), "Role given to users named by a trusted proxy (unless listed in [users])."),
     Setting("KB_RATE_SEARCH", "rate_search", "120/60", str, "Searches allowed per identity: count/seconds."),
     Setting("KB_RATE_RUNS", "rate_runs", "20/60", str, "Runs started per identity: count/seconds."),
     Setting("KB_LOG_LEVEL", "log_level", "INFO", str, "Log level of the server."),

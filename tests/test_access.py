@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.web.auth import new_token, token_digest
+from kb.web.auth import Identity, new_token, token_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +83,7 @@ def test_confirm_action(secured, pg, who, expected):
         assert run["conclusion"]["step_id"] == "done"
         assert [s["actor"] for s in run["steps"] if s["kind"] == "action"] == ["admin-user"]
     else:
-        events = app.extensions["kb"].runs.audit(run_id)
+        events = app.extensions["kb"].runs.audit(run_id, Identity("t", "admin", "token"))
         assert events[-1]["event"] in ("confirm-refused", "preview")
 
 

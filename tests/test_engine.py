@@ -126,7 +126,7 @@ def test_rows_are_capped_and_the_cap_is_said(make_service):
     step = run["steps"][1]
     assert step["row_count"] == 120 and len(step["rows"]) == 50 and step["truncated"] is True
     assert "kept 50 of 120 rows" in step["summary"]
-    assert "Rows capped: kept 50 of 120" in svc.runs.transcript(run["id"])
+    assert "Rows capped: kept 50 of 120" in svc.runs.transcript(run["id"], OPERATOR)
 
 
 def test_concurrent_runs_never_exceed_the_connection_cap(make_service, pg):
@@ -176,7 +176,7 @@ def test_every_statement_is_recorded_with_who_ran_it(make_service):
     run = finish(svc, "probe-param", {"name": "abc"})
     assert [s["sql"].split()[0] for s in run["steps"] if s["kind"] == "diagnostic"] == ["SELECT", "SELECT"]
     assert all(s["actor"] == "op" for s in run["steps"] if s["kind"] == "diagnostic")
-    events = [a["event"] for a in svc.runs.audit(run["id"])]
+    events = [a["event"] for a in svc.runs.audit(run["id"], OPERATOR)]
     assert events[0] == "start" and events[-1] == "conclude"
 
 
@@ -187,7 +187,7 @@ def test_credentials_never_leave_the_server(make_service, pg):
     run = finish(svc, "probe-lock")
     import json
 
-    blob = json.dumps(run) + svc.runs.transcript(run["id"]) + json.dumps(svc.runs.targets_for(OPERATOR))
+    blob = json.dumps(run) + svc.runs.transcript(run["id"], OPERATOR) + json.dumps(svc.runs.targets_for(OPERATOR))
     assert "hunter2" not in blob
     assert run["steps"][0]["error"]["condition"] == "connection_failure"
 

@@ -47,7 +47,7 @@ def test_scenario_path(name, config_factory, server_bindir, request):
     try:
         svc = Service.from_config(config_factory(targets={"t": sc.target(cluster, holder)}, store_url=store_url))
         run = drive(svc.runs, sc, "t", ADMIN)
-        assert step_path(run) == sc.expect_path, svc.runs.transcript(run["id"])
+        assert step_path(run) == sc.expect_path, svc.runs.transcript(run["id"], ADMIN)
         assert run["status"] == "finished", run["summary"]
         assert run["conclusion"]["step_id"] == sc.expect_path[-1]
         if sc.verify is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal, Union
 
@@ -58,6 +59,8 @@ def coerce_param(param: Param, value: Any) -> Any:
             num = int(str(value).strip()) if t == "int" else float(str(value).strip())
         except ValueError:
             raise ValueError(f"expected {'an integer' if t == 'int' else 'a number'}, got {str(value)[:40]!r}") from None
+        if not math.isfinite(num):  # "nan" passes every bound and is not JSON
+            raise ValueError(f"expected a finite number, got {str(value)[:40]!r}")
         if param.min is not None and num < param.min:
             raise ValueError(f"must be at least {param.min:g}")
         if param.max is not None and num > param.max:

@@ -83,23 +83,38 @@ class RunService:
         run = self.engine.advance(run_id, ident.name, answer=answer, confirm=confirm, auto=auto, step=step)
         return self.view(run)
 
-    def get(self, run_id: str) -> dict:
-        return self.view(self.engine.load(run_id))
+    def _readable_targets(self, ident) -> list[str] | None:
+        """Targets whose runs `ident` may read (those it may use); None for all (admins)."""
+        if ident.can("admin"):
+            return None
+        return [t.name for t in self.targets.values() if ident.role in t.roles]
 
-    def audit(self, run_id: str) -> list[dict]:
-        self.engine.load(run_id)
+    def _load_readable(self, run_id: str, ident) -> dict:
+        run = self.engine.load(run_id)
+        allowed = self._readable_targets(ident)
+        if allowed is not None and run["target"] not in allowed:
+            # as if it did not exist: neither the run nor its target's name is disclosed
+            raise NotFound(f"run {run_id!r}")
+        return run
+
+    def get(self, run_id: str, ident) -> dict:
+        return self.view(self._load_readable(run_id, ident))
+
+    def audit(self, run_id: str, ident) -> list[dict]:
+        self._load_readable(run_id, ident)
         return self.store.audit_trail(run_id)
 
-    def recent(self, limit: int = 50) -> dict:
+    def recent(self, ident, limit: int = 50) -> dict:
+        """The newest runs on targets `ident` may use."""
         if not 1 <= limit <= 200:
             raise BadRequest("limit must be between 1 and 200", [{"field": "limit", "reason": "1..200"}])
-        items = self.store.recent(limit)
+        items = self.store.recent(limit, self._readable_targets(ident))
         for r in items:
             r["url"] = f"/runs/{r['id']}"
         return {"count": len(items), "runs": items}
 
-    def transcript(self, run_id: str, base: str = "") -> str:
-        return transcript(self.view(self.engine.load(run_id)), base)
+    def transcript(self, run_id: str, ident, base: str = "") -> str:
+        return transcript(self.view(self._load_readable(run_id, ident)), base)
 
     # --- presentation ----------------------------------------------------------------------------
     def view(self, run: dict) -> dict:

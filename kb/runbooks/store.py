@@ -201,11 +201,15 @@ class RunStore:
         run["steps"] = [json.loads(s[0]) for s in steps]
         return run
 
-    def recent(self, limit: int = 50) -> list[dict]:
-        """Newest runs first, headers only."""
+    def recent(self, limit: int = 50, targets: list[str] | None = None) -> list[dict]:
+        """Newest runs first, headers only; only runs on `targets` when given."""
+        if targets is not None and not targets:
+            return []
+        where = f" WHERE target IN ({', '.join('?' * len(targets))})" if targets else ""
         with self.backend.tx() as cur:
             rows = self._exec(cur, "SELECT id, runbook, target, status, created_by, created_at, updated_at, state"
-                                   " FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+                                   f" FROM runs{where} ORDER BY created_at DESC LIMIT ?",
+                              (*(targets or ()), limit)).fetchall()
         out = []
         for r in rows:
             state = json.loads(r[7])
@@ -235,6 +239,12 @@ class RunStore:
             n = self._exec(cur, "UPDATE target_slots SET expires_at = ? WHERE target = ? AND slot = ? AND holder = ?",
                            (time.time() + lease_s, target, slot, holder)).rowcount
         return n == 1
+
+    def was_recorded(self, key: str) -> bool:
+        """Whether `key` is recorded and not expired."""
+        with self.backend.tx() as cur:
+            return self._exec(cur, "SELECT 1 FROM chat_replays WHERE key = ? AND expires_at >= ?",
+                              (key, time.time())).fetchone() is not None
 
     def give_slot(self, target: str, slot: int, holder: str) -> None:
         with self.backend.tx() as cur:
@@ -316,7 +326,7 @@ class RunStore:
         with self.backend.tx() as cur:
             return self._exec(cur, "SELECT 1 FROM tokens WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
 
-    # --- chat replays ----------------------------------------------------------------------------
+    # --- one-time records: chat replays, ended sessions --------------------------------------------
     def record_once(self, key: str, expires_at: float) -> bool:
         """Record `key` until `expires_at` (epoch seconds); False if it is already recorded. One
         transaction, and the primary key decides between concurrent callers on every worker and host."""

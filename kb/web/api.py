@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
@@ -23,15 +24,24 @@ def body(model: type[BaseModel], allow_empty: bool = False) -> BaseModel:
         return model()
     if not request.is_json:
         raise ApiError(415, "send a JSON body with Content-Type: application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        raise BadRequest("the body nests too deeply") from None
     if data is None:
         raise BadRequest("the body is not valid JSON")
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # JSON allows "\ud800"; no text kb stores or sends may hold it
+        raise BadRequest("the body holds a lone UTF-16 surrogate (an escape such as \\ud800 without its pair)") from None
+    try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise BadRequest("invalid request body", validation_errors(exc)) from None
+    except RecursionError:
+        raise BadRequest("the body nests too deeply") from None
 
 
 
@@ -77,8 +87,8 @@ def targets():
 
 @bp.get("/runs")
 def runs_list():
-    auth.require("reader")
-    return json_response(service().runs.recent(limit=limit_arg()))
+    ident = auth.require("reader")
+    return json_response(service().runs.recent(ident, limit=limit_arg()))
 
 
 @bp.post("/runs")
@@ -94,8 +104,8 @@ def runs_start():
 
 @bp.get("/runs/<run_id>")
 def runs_get(run_id: str):
-    auth.require("reader")
-    return json_response(service().runs.get(run_id))
+    ident = auth.require("reader")
+    return json_response(service().runs.get(run_id, ident))
 
 
 @bp.post("/runs/<run_id>/advance")
@@ -110,8 +120,9 @@ def runs_advance(run_id: str):
 def runs_transcript(run_id: str):
     from flask import Response
 
-    auth.require("reader")
-    return Response(service().runs.transcript(run_id, request.host_url.rstrip("/")), mimetype="text/markdown; charset=utf-8")
+    ident = auth.require("reader")
+    return Response(service().runs.transcript(run_id, ident, request.host_url.rstrip("/")),
+                    mimetype="text/markdown; charset=utf-8")
 
 
 @bp.get("/openapi.json")

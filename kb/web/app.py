@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import secrets
 
@@ -9,7 +10,20 @@ from flask import Flask
 
 from kb.service import Service
 from kb.settings import Config, load_config, shipped
+from kb.web import auth
 
+# Pages use only their own script and stylesheet (no inline code), so the policy can be strict: no
+# other origin's code, no framing (clickjacking on the confirm button), forms post only here.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+       "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
+def _security_headers(resp):
+    resp.headers.setdefault("Content-Security-Policy", CSP)
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    return resp
 
 
 def _secret_key(cfg: Config) -> str:
@@ -34,14 +48,16 @@ def create_app(config: Config | dict | None = None) -> Flask:
         SESSION_COOKIE_NAME="kb_session",
         JSON_SORT_KEYS=False,
         MAX_CONTENT_LENGTH=256 * 1024,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=auth.SESSION_HOURS),
     )
     logging.getLogger("kb").setLevel(cfg.log_level)
     app.extensions["kb"] = Service.from_config(cfg)
     app.extensions["kb_config"] = cfg
 
-    from kb.web import api, auth, chat, errors, pages, runs
+    from kb.web import api, chat, errors, pages, runs
 
     errors.register(app)
+    app.after_request(_security_headers)
     auth.register(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)

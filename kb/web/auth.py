@@ -10,9 +10,7 @@ import hmac
 import ipaddress
 import logging
 import secrets
-import threading
 import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
@@ -20,6 +18,7 @@ from flask import Blueprint, Flask, current_app, g, redirect, render_template, r
 from kb.errors import ApiError
 
 ROLES = ["none", "reader", "operator", "admin"]
+SESSION_HOURS = 12
 bp = Blueprint("auth", __name__, template_folder="../templates")
 log = logging.getLogger("kb")
 
@@ -87,10 +86,9 @@ class AccessState:
             self.loopback = ipaddress.ip_address(cfg.host).is_loopback
         except ValueError:
             self.loopback = cfg.host in ("localhost",)
+        self.host = cfg.host
         self._tokens_cached = (0.0, False)
         self.limits = {"search": _parse_rate(cfg.rate_search), "runs": _parse_rate(cfg.rate_runs)}
-        self._hits: dict[tuple, deque] = defaultdict(deque)
-        self._lock = threading.Lock()
 
     def has_tokens(self) -> bool:
         at, value = self._tokens_cached
@@ -110,18 +108,16 @@ class AccessState:
             return False
         return any(ip in net for net in self.proxies)
 
-    def hit(self, key: tuple, limit: tuple[int, float]) -> float | None:
-        """Record a hit; seconds to wait when over the limit, else None."""
-        count, window = limit
-        now = time.monotonic()
-        with self._lock:
-            q = self._hits[key]
-            while q and now - q[0] >= window:
-                q.popleft()
-            if len(q) >= count:
-                return window - (now - q[0])
-            q.append(now)
-        return None
+    def local_host(self, host: str) -> bool:
+        """Whether a Host header names this machine's loopback (or the address kb is bound to)."""
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.strip("[]").lower()
+        if name in ("localhost", self.host.lower()) or name.endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False
 
 
 def _parse_rate(text: str) -> tuple[int, float]:
@@ -157,7 +153,8 @@ def resolve(state: AccessState) -> Identity:
             raise ApiError(401, "unknown or revoked token", [], {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return Identity(row["name"], row["role"], "token")
     if session.get("token_id"):
-        if store.token_exists(session["token_id"]):
+        sid = session.get("sid")
+        if sid and store.token_exists(session["token_id"]) and not store.was_recorded(f"logout:{sid}"):
             return Identity(session["name"], session["role"], "session")
         session.clear()
     header = request.headers.get(cfg.proxy_user_header)
@@ -177,8 +174,8 @@ def csrf_token() -> str:
 
 
 def _check_csrf() -> None:
-    if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/chat/"):
-        return
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/chat/") or request.path == "/search":
+        return  # chat requests are signed; a search changes nothing
     if request.routing_exception is not None:  # 404/405 are answered as such
         return
     if g.identity.via == "token":
@@ -206,6 +203,11 @@ def register(app: Flask) -> None:
     @app.before_request
     def _identify():
         g.identity = Identity("anonymous", "reader", "anonymous")
+        if state.loopback and not state.configured() and not state.local_host(request.host):
+            # Local users act as operators, so a page on another site that rebinds its own name to
+            # 127.0.0.1 must not reach kb: only a loopback Host is served.
+            raise ApiError(421, f"this server answers only to its loopback address, not {request.host[:100]!r}",
+                           [{"field": "Host", "reason": "not a loopback name"}])
         g.identity = resolve(state)
         if g.identity.role == "none" and not request.path.startswith(("/login", "/static", "/healthz", "/chat/")):
             require("reader")
@@ -227,13 +229,30 @@ def login():
         else:
             csrf = session.get("csrf")
             session.clear()
-            session.update(token_id=row["id"], name=row["name"], role=row["role"], csrf=csrf or secrets.token_urlsafe(24))
-            nxt = request.args.get("next") or "/"
-            return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else "/")
+            session.permanent = True  # signed with a timestamp; Flask refuses it after SESSION_HOURS
+            session.update(token_id=row["id"], name=row["name"], role=row["role"], sid=secrets.token_urlsafe(16),
+                           csrf=csrf or secrets.token_urlsafe(24))
+            return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", error=error), (401 if error else 200)
+
+
+def safe_next(value: str | None) -> str:
+    """A path on this site to go to after signing in; "/" for anything else.
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so "/\t/evil.example"
+    would leave the site: only a plain path with none of them is followed.
+    """
+    if not value or not value.startswith("/") or value.startswith("//"):
+        return "/"
+    if any(c < " " or c in "\\\x7f" for c in value):
+        return "/"
+    return value
 
 
 @bp.post("/logout")
 def logout():
+    sid = session.get("sid")
+    if sid:  # a copy of the cookie taken before now stops working too
+        current_app.extensions["kb"].runs.store.record_once(f"logout:{sid}", time.time() + SESSION_HOURS * 3600 + 60)
     session.clear()
     return redirect(url_for("pages.index"))

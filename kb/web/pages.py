@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, redirect, request, url_for
 
 from kb.web import auth
 from kb.web.present import limit_arg, present, service
 
 bp = Blueprint("pages", __name__, template_folder="../templates")
+SHAREABLE_CHARS = 1500  # fits in a URL under every server's and browser's limit
 
 
 @bp.get("/")
@@ -21,8 +22,12 @@ def index():
 
 @bp.get("/search")
 @bp.get("/search.json")
+@bp.post("/search")
 def search():
-    q = request.args.get("q", "")
+    """GET for links and the header box; the paste box POSTs, since a pasted log outgrows a URL."""
+    q = request.form.get("q", "") if request.method == "POST" else request.args.get("q", "")
+    if request.method == "POST" and q.strip() and len(q) <= SHAREABLE_CHARS:
+        return redirect(url_for("pages.search", q=q), code=303)  # a short query gets a shareable URL
     if not q.strip() and not request.path.endswith(".json"):
         return present("pages/search.html", {"query": "", "count": 0, "results": []})
     auth.rate_limit("search")  # the same per-identity limit as the API's search

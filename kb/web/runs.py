@@ -14,8 +14,8 @@ bp = Blueprint("runs", __name__, template_folder="../templates")
 @bp.get("/runs")
 @bp.get("/runs.json")
 def history():
-    auth.require("reader")
-    return present("runs/list.html", service().runs.recent(limit=50))
+    ident = auth.require("reader")
+    return present("runs/list.html", service().runs.recent(ident, limit=50))
 
 
 @bp.get("/runs/new")
@@ -52,8 +52,8 @@ def start():
 @bp.get("/runs/<run_id>")
 @bp.get("/runs/<run_id>.json")
 def show(run_id: str):
-    auth.require("reader")
-    run = service().runs.get(run_id)
+    ident = auth.require("reader")
+    run = service().runs.get(run_id, ident)
     return present("runs/run.html", run, json_path=f"/runs/{run_id}.json")
 
 
@@ -75,7 +75,7 @@ def advance(run_id: str):
 
 @bp.get("/runs/<run_id>/transcript.md")
 def transcript(run_id: str):
-    auth.require("reader")
-    text = service().runs.transcript(run_id, request.host_url.rstrip("/"))
+    ident = auth.require("reader")
+    text = service().runs.transcript(run_id, ident, request.host_url.rstrip("/"))
     return Response(text, mimetype="text/markdown; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="kb-run-{run_id}.md"'})

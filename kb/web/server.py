@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 
@@ -38,7 +39,7 @@ def serve(cfg: Config, host: str, port: int, workers: int) -> None:
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", "kb.web.server.Worker")
             self.cfg.set("threads", 8)
             self.cfg.set("timeout", 120)
             self.cfg.set("accesslog", None)
@@ -48,3 +49,45 @@ def serve(cfg: Config, host: str, port: int, workers: int) -> None:
             return app
 
     _Gunicorn().run()
+
+
+@functools.cache
+def _worker_class():
+    import json
+
+    from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from kb.web.errors import error_body
+
+    too_large = {
+        LimitRequestLine: (414, "URI Too Long", "the URL is too long; send long text, such as a pasted log, "
+                                                "in a POST body (POST /api/v1/search, or the search form)"),
+        LimitRequestHeaders: (431, "Request Header Fields Too Large", "a request header is too long, or there are "
+                                                                      "too many"),
+    }
+
+    class Worker(ThreadWorker):
+        """gunicorn's threaded worker, answering its own 414 and 431 in kb's one error shape."""
+
+        def handle_error(self, req, client, addr, exc):
+            for kind, (status, reason, error) in too_large.items():
+                if isinstance(exc, kind):
+                    self.log.warning("refused from %s: %s", (addr or ("",))[0], exc)
+                    body = json.dumps(error_body(status, error)).encode()
+                    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: {len(body)}\r\n\r\n").encode()
+                    try:
+                        client.sendall(head + body)
+                    except OSError:
+                        pass
+                    return
+            super().handle_error(req, client, addr, exc)
+
+    return Worker
+
+
+def __getattr__(name: str):
+    if name == "Worker":  # imported by gunicorn by name; built lazily so `kb` does not import gunicorn at start
+        return _worker_class()
+    raise AttributeError(name)
