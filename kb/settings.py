@@ -77,7 +77,7 @@ SETTINGS: list[Setting] = [
     Setting("KB_BUSY_TIMEOUT", "busy_timeout", 10.0, float, "Seconds a step waits for a free connection slot before a `busy` outcome."),
     Setting("KB_MAX_ROWS", "max_rows", 200, int, "Rows kept per step result (the rest is counted, not stored)."),
     Setting("KB_MAX_STEPS", "max_steps", 50, int, "Steps a run may execute before it stops."),
-    Setting("KB_ANONYMOUS_ROLE", "anonymous_role", "reader", _role("none", "reader", "operator"), "Role of requests without an identity: none, reader or operator (never admin: confirming actions needs a known identity)."),
+    Setting("KB_ANONYMOUS_ROLE", "anonymous_role", "reader", _role("none", "reader"), "Role of requests without an identity: none or reader (running anything needs a known identity)."),
     Setting("KB_TRUSTED_PROXIES", "trusted_proxies", [], _list, "Addresses whose user header is trusted (comma-separated)."),
     Setting("KB_PROXY_USER_HEADER", "proxy_user_header", "X-Forwarded-User", str, "Header naming the user behind a trusted proxy."),
     Setting("KB_PROXY_USER_ROLE", "proxy_user_role", "operator", _role("none", "reader", "operator", "admin"), "Role given to users named by a trusted proxy (unless listed in [users])."),
@@ -145,7 +145,7 @@ def load_config(overrides: dict | None = None, environ: dict | None = None) -> C
         if key in ("targets", "users", "chat_users"):
             tables[key] = value
         elif key in BY_KEY:
-            values[key] = value
+            values[key] = _coerce(BY_KEY[key], value, BY_KEY[key].env)
         else:
             raise ConfigError(f"unknown setting {key!r}")
     for key in ("content_dir", "runbooks_dir"):

@@ -9,7 +9,8 @@ import urllib.parse
 
 import pytest
 
-from kb.web.auth import new_token, token_digest
+from kb.errors import BadRequest, ConfigError
+from kb.web.auth import Identity, new_token, token_digest
 from tests.server import Server
 
 
@@ -39,7 +40,8 @@ def bearer(tokens, who):
 
 
 @pytest.mark.parametrize("nxt", ["/%09/evil.example", "/%0a/evil.example", "//evil.example", "/\\evil.example",
-                                 "https://evil.example/", "/%0d%0aSet-Cookie:x=1", "/\x7f/evil.example"])
+                                 "https://evil.example/", "/%0d%0aSet-Cookie:x=1", "/\x7f/evil.example",
+                                 "/%C2%85/evil.example"])
 def test_login_never_redirects_off_site(secured, nxt):
     app, tokens = secured
     c = app.test_client()
@@ -64,6 +66,28 @@ def test_a_cookie_copied_before_logout_stops_working(secured):
     thief.set_cookie("kb_session", cookie)
     assert thief.get("/api/v1/targets").get_json()["count"] == 0  # anonymous again
     assert thief.post("/api/v1/runs", json={"runbook": "probe-action", "target": "t"}).status_code == 401
+
+
+def test_sign_out_ends_the_session_on_every_app_sharing_the_store(app_factory, store_url):
+    """The ended session is recorded in the run store (SQLite and PostgreSQL), so another worker or
+    host sharing it refuses the replayed cookie too."""
+    one, other = (app_factory(store_url=store_url, secret_key="shared") for _ in range(2))
+    token = new_token()
+    one.extensions["kb"].runs.store.add_token("oper0001", "operator-user", "operator", token_digest(token))
+    for app in (one, other):
+        app.extensions["kb_access"]._tokens_cached = (0.0, False)
+    c = one.test_client()
+    _, csrf = login(c, token)
+    cookie = c.get_cookie("kb_session").value
+    replay = other.test_client()
+    replay.set_cookie("kb_session", cookie)
+    assert "operator-user" in replay.get("/login").get_data(as_text=True)
+    c.post("/logout", data={"csrf_token": csrf})
+    for app in (one, other):
+        thief = app.test_client()
+        thief.set_cookie("kb_session", cookie)
+        page = thief.get("/login").get_data(as_text=True)
+        assert "operator-user" not in page and "(not signed in)" in page
 
 
 def test_security_headers_on_pages_api_and_errors(read_app):
@@ -105,15 +129,22 @@ def test_runs_are_visible_only_to_those_allowed_on_their_target(secured):
             assert r.status_code == 404 and "secret" not in r.get_data(as_text=True), (who, url)
         assert "secret" not in c.get("/runs", headers=bearer(tokens, who)).get_data(as_text=True)
     assert c.get(f"/api/v1/runs/{ids['t']}", headers=bearer(tokens, "operator")).status_code == 200
+    r = c.post(f"/api/v1/runs/{ids['secret']}/advance", json={}, headers=bearer(tokens, "operator"))
+    assert r.status_code == 404 and "secret" not in r.get_data(as_text=True)
 
 
-def test_anonymous_admin_is_refused_at_load(app_factory):
-    from kb.errors import ConfigError
+@pytest.mark.parametrize("role", ["admin", "operator", "root"])
+def test_anonymous_role_above_reader_is_refused_at_load(app_factory, tmp_path, role):
     from kb.settings import load_config
 
-    for role in ("admin", "root"):
-        with pytest.raises(ConfigError, match="KB_ANONYMOUS_ROLE"):
-            load_config({"config": None}, environ={"KB_ANONYMOUS_ROLE": role})
+    with pytest.raises(ConfigError, match=f"KB_ANONYMOUS_ROLE: anonymous_role: '{role}' is not one of none, reader"):
+        load_config({"config": None}, environ={"KB_ANONYMOUS_ROLE": role})
+    toml = tmp_path / "kb.toml"
+    toml.write_text(f'anonymous_role = "{role}"\n')
+    with pytest.raises(ConfigError, match="anonymous_role"):
+        load_config({"config": str(toml)}, environ={})
+    with pytest.raises(ConfigError, match="KB_ANONYMOUS_ROLE"):
+        app_factory(anonymous_role=role)
 
 
 @pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity", "1e999"])
@@ -144,6 +175,25 @@ def test_hostile_bodies_get_a_4xx_in_the_error_shape(app_factory, runbooks_dir, 
     assert login(c, "x", "?next=/%0a")[0].status_code == 401
 
 
+def test_a_lone_surrogate_is_never_stored_whatever_the_surface(app_factory, runbooks_dir, pg):
+    """The CLI and chat start runs without a JSON body; the parameter check itself refuses it."""
+    app = app_factory(runbooks_dir=str(runbooks_dir), targets={"t": {"dsn": pg.dsn("monitor")}})
+    with pytest.raises(BadRequest) as exc:
+        app.extensions["kb"].runs.start("probe-param", "t", {"name": "ab\udcff"}, Identity("op", "operator", "token"))
+    assert exc.value.errors == [{"field": "params.name", "reason": "holds a lone UTF-16 surrogate, which is not text"}]
+    assert app.extensions["kb"].runs.store.recent(10) == []
+    assert app.test_client().get("/runs").status_code == 200
+
+
+def test_aligned_markdown_tables_need_no_inline_style():
+    from kb.knowledge.loader import parse_body
+
+    _, sections, _ = parse_body("x.md", "## Quick fix\n| a | b | c |\n|:--|:-:|--:|\n| 1 | 2 | 3 |\n", 1)
+    html = sections["quick-fix"].html
+    assert "style=" not in html
+    assert '<th class="align-left">a</th>' in html and '<td class="align-right">3</td>' in html
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = Server(tmp_path_factory.mktemp("hardening"))
@@ -157,6 +207,7 @@ def _raw(server, path: str, headers: dict | None = None) -> tuple[int, dict]:
     conn.request("GET", path, headers=headers or {})
     resp = conn.getresponse()
     status, ctype, body = resp.status, resp.getheader("Content-Type"), resp.read()
+    assert resp.getheader("X-Content-Type-Options") == "nosniff" and resp.getheader("X-Frame-Options") == "DENY"
     conn.close()
     assert ctype == "application/json", body[:200]
     return status, json.loads(body)
@@ -167,6 +218,7 @@ def test_over_long_urls_and_headers_get_the_error_shape(server):
     assert status == 414 and body["status"] == 414 and "POST" in body["error"]
     status, body = _raw(server, "/", {"X-Long": "a" * 9000})
     assert status == 431 and body["ok"] is False
+    assert set(body) == {"ok", "status", "error", "errors"}
 
 
 def test_search_form_posts_a_6kb_paste(server):
@@ -186,3 +238,12 @@ def test_search_form_posts_a_6kb_paste(server):
     resp.read()
     conn.close()
     assert resp.status == 303 and resp.getheader("Location").startswith("/search?q=deadlock")
+
+
+def test_a_short_non_ascii_paste_is_not_redirected_to_an_over_long_url(read_app):
+    """600 letters are 5 KB of percent-encoded URL: too long to share, so the results come at once."""
+    c = read_app.test_client()
+    r = c.post("/search", data={"q": "ОШИБКА:  обнаружена взаимоблокировка " * 16})
+    assert r.status_code == 200 and "взаимоблокировка" in r.get_data(as_text=True)
+    r = c.post("/search", data={"q": "ОШИБКА:  обнаружена взаимоблокировка"})
+    assert r.status_code == 303 and len(r.headers["Location"]) < 2000

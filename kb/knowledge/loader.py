@@ -43,6 +43,10 @@ def _inline_text(tokens) -> str:
 
 
 def _render(tokens) -> str:
+    for t in tokens:
+        # markdown-it aligns table columns with style attributes, which the pages' CSP refuses
+        if t.type in ("th_open", "td_open") and str(t.attrs.get("style", "")).startswith("text-align:"):
+            t.attrSet("class", "align-" + str(t.attrs.pop("style")).removeprefix("text-align:"))
     return _md.renderer.render(tokens, _md.options, {})
 
 

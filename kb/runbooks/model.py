@@ -67,6 +67,10 @@ def coerce_param(param: Param, value: Any) -> Any:
             raise ValueError(f"must be at most {param.max:g}")
         return num
     text = str(value)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: stored, it would break every page that lists the run
+        raise ValueError("holds a lone UTF-16 surrogate, which is not text") from None
     if t == "choice":
         if text not in (param.choices or []):
             raise ValueError(f"must be one of {', '.join(param.choices or [])}")

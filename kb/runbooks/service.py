@@ -72,7 +72,7 @@ class RunService:
 
     def advance(self, run_id: str, ident, answer=None, confirm=None, auto=False, step=None) -> dict:
         """Advance a run; confirming an action needs the admin role."""
-        run = self.engine.load(run_id)
+        run = self._load_readable(run_id, ident)
         self._target(run["target"], ident)
         rb = self.catalog.runbooks[run["runbook"]]
         current = rb.steps.get(run["state"].get("current") or "")

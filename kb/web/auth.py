@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
@@ -240,11 +241,11 @@ def safe_next(value: str | None) -> str:
     """A path on this site to go to after signing in; "/" for anything else.
 
     Browsers drop tabs and newlines from URLs and read a backslash as a slash, so "/\t/evil.example"
-    would leave the site: only a plain path with none of them is followed.
+    would leave the site: only a plain path with no control character and no backslash is followed.
     """
     if not value or not value.startswith("/") or value.startswith("//"):
         return "/"
-    if any(c < " " or c in "\\\x7f" for c in value):
+    if any(c == "\\" or unicodedata.category(c) == "Cc" for c in value):
         return "/"
     return value
 

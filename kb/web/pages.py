@@ -8,7 +8,7 @@ from kb.web import auth
 from kb.web.present import limit_arg, present, service
 
 bp = Blueprint("pages", __name__, template_folder="../templates")
-SHAREABLE_CHARS = 1500  # fits in a URL under every server's and browser's limit
+SHAREABLE_URL = 2000  # bytes of URL that fit under every server's and browser's limit
 
 
 @bp.get("/")
@@ -26,8 +26,10 @@ def index():
 def search():
     """GET for links and the header box; the paste box POSTs, since a pasted log outgrows a URL."""
     q = request.form.get("q", "") if request.method == "POST" else request.args.get("q", "")
-    if request.method == "POST" and q.strip() and len(q) <= SHAREABLE_CHARS:
-        return redirect(url_for("pages.search", q=q), code=303)  # a short query gets a shareable URL
+    if request.method == "POST" and q.strip():
+        url = url_for("pages.search", q=q)  # percent-encoded: a non-ASCII letter takes up to 12 bytes
+        if len(url) <= SHAREABLE_URL:
+            return redirect(url, code=303)  # a short query gets a shareable URL
     if not q.strip() and not request.path.endswith(".json"):
         return present("pages/search.html", {"query": "", "count": 0, "results": []})
     auth.rate_limit("search")  # the same per-identity limit as the API's search

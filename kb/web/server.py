@@ -58,6 +58,7 @@ def _worker_class():
     from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
     from gunicorn.workers.gthread import ThreadWorker
 
+    from kb.web.app import SECURITY_HEADERS
     from kb.web.errors import error_body
 
     too_large = {
@@ -75,8 +76,10 @@ def _worker_class():
                 if isinstance(exc, kind):
                     self.log.warning("refused from %s: %s", (addr or ("",))[0], exc)
                     body = json.dumps(error_body(status, error)).encode()
-                    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                            f"Content-Length: {len(body)}\r\n\r\n").encode()
+                    fields = {"Connection": "close", "Content-Type": "application/json",
+                              "Content-Length": str(len(body)), **SECURITY_HEADERS}
+                    head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+                    head = (head + "\r\n").encode()
                     try:
                         client.sendall(head + body)
                     except OSError:
