@@ -151,6 +151,14 @@ def load_config(overrides: dict | None = None, environ: dict | None = None) -> C
     for key in ("content_dir", "runbooks_dir"):
         if not values[key]:
             values[key] = str(shipped(key.removesuffix("_dir")))
+    for table in ("users", "chat_users"):  # a role no check knows would fail every request of that user
+        entries = tables.get(table, {})
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{source or 'configuration'}: [{table}] maps names to roles")
+        for name, role in entries.items():
+            if role not in ("none", "reader", "operator", "admin"):
+                raise ConfigError(f"{source or 'configuration'}: {table}.{name}: {role!r} is not one of none, "
+                                  "reader, operator, admin")
     return Config(values, tables.get("targets", {}), tables.get("users", {}),
                   tables.get("chat_users", {}), source)
 

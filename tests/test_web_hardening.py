@@ -247,3 +247,13 @@ def test_a_short_non_ascii_paste_is_not_redirected_to_an_over_long_url(read_app)
     assert r.status_code == 200 and "взаимоблокировка" in r.get_data(as_text=True)
     r = c.post("/search", data={"q": "ОШИБКА:  обнаружена взаимоблокировка"})
     assert r.status_code == 303 and len(r.headers["Location"]) < 2000
+
+
+@pytest.mark.parametrize("table", ["users", "chat_users"])
+def test_an_unknown_role_in_a_users_table_is_refused_at_load(tmp_path, table):
+    from kb.settings import load_config
+
+    toml = tmp_path / "kb.toml"
+    toml.write_text(f'[{table}]\nalice = "superuser"\n')
+    with pytest.raises(ConfigError, match=f"{table}.alice: 'superuser' is not one of none, reader, operator, admin"):
+        load_config({"config": str(toml)}, environ={})
