@@ -50,6 +50,8 @@ def test_scenario_path(name, config_factory, server_bindir, request):
         assert step_path(run) == sc.expect_path, svc.runs.transcript(run["id"], ADMIN)
         assert run["status"] == "finished", run["summary"]
         assert run["conclusion"]["step_id"] == sc.expect_path[-1]
+        if sc.expect_verdict is not None:
+            assert sc.expect_verdict in run["conclusion"]["verdict"], run["conclusion"]["verdict"]
         if sc.verify is not None:
             sc.verify(cluster, holder)
         svc.runs.close()

@@ -91,6 +91,7 @@ class Scenario:
     confirm: dict = field(default_factory=dict)  # action step id -> True/False
     verify: Callable[[Cluster, Holder], None] | None = None  # asserts the effect on the database
     target_fn: Callable[[Cluster, Holder], dict] | None = None  # e.g. a pgbouncer admin console
+    expect_verdict: str | None = None  # text the conclusion's verdict must contain
 
     def target(self, cluster: Cluster, holder: "Holder | None" = None) -> dict:
         """The [targets.NAME] table pointing kb at this cluster (or what the scenario put in front)."""
@@ -103,8 +104,10 @@ class Scenario:
 
 
 def base_roles(cluster: Cluster) -> None:
-    """Roles every scenario has: `monitor` (what kb connects as) and `app` (the application)."""
+    """Roles every scenario has: `monitor` (what kb connects as), `plain` (a role kb might be given,
+    without pg_monitor) and `app` (the application)."""
     cluster.sql("CREATE ROLE monitor LOGIN IN ROLE pg_monitor, pg_signal_backend")
+    cluster.sql("CREATE ROLE plain LOGIN")
     cluster.sql("CREATE ROLE app LOGIN")
     cluster.sql("CREATE DATABASE shop OWNER app")
 

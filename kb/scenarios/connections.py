@@ -53,6 +53,18 @@ def _many_idle(c: Cluster, h: Holder) -> None:
     h.hold(6, user="app", app="worker")
 
 
+@scenario("connections-blind", RB,
+          "Application `worker` holds 6 of 7 usable slots, 2 idle in transaction; kb connects as `plain`, "
+          "a role without pg_read_all_stats, which sees its own session only.",
+          settings=CONN, target_user="plain", params={"idle_seconds": 1},
+          expect_path=["slots", "cannot-see"], expect_verdict="plain sees 1 client session(s), but ")
+def _blind(c: Cluster, h: Holder) -> None:
+    h.hold(4, user="app", app="worker")
+    for _ in range(2):
+        h.connect(user="app", app="worker", autocommit=False).execute("SELECT 1")
+    time.sleep(1.2)
+
+
 def _zombies_gone(c: Cluster, h: Holder) -> None:
     deadline = time.monotonic() + 5  # terminated backends take a moment to exit
     while (left := c.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'billing'")[0][0]) and \
@@ -69,4 +81,21 @@ def _idle_in_tx(c: Cluster, h: Holder) -> None:
     for _ in range(3):
         conn = h.connect(user="app", app="billing", autocommit=False)
         conn.execute("SELECT 1")
+    time.sleep(1.2)
+
+
+@scenario("connections-idle-in-aborted-transaction", RB,
+          "Two sessions of `billing` sit in a failed transaction nobody rolled back (idle in transaction "
+          "(aborted)), older than a 1 s threshold: they hold their slots like any zombie.",
+          settings=CONN, params={"idle_seconds": 1}, confirm={"terminate-zombies": True}, verify=_zombies_gone,
+          expect_path=["slots", "limits", "zombies-check", "terminate-zombies", "zombies-terminated"])
+def _idle_in_aborted_tx(c: Cluster, h: Holder) -> None:
+    import psycopg
+
+    for _ in range(2):
+        conn = h.connect(user="app", app="billing", autocommit=False)
+        try:
+            conn.execute("SELECT 1 / 0")
+        except psycopg.errors.DivisionByZero:
+            pass  # the transaction stays open, aborted, until the client rolls it back
     time.sleep(1.2)
