@@ -74,3 +74,21 @@ def test_cli_search_json(tmp_path):
 
     top = json.loads(res.stdout)["results"][0]
     assert top["slug"] == "too-many-clients" and top["matched"] == "sorry, too many clients already"
+
+
+def test_runbook_pages_show_no_raw_placeholder(client, read_app):
+    import re
+
+    from kb.runbooks.conditions import PLACEHOLDER
+
+    for rid in read_app.extensions["kb"].catalog.runbooks:
+        html = client.get(f"/runbooks/{rid}").get_data(as_text=True)
+        prose = re.sub(r"<pre>.*?</pre>", "", html, flags=re.S)  # SQL is shown as written
+        assert not PLACEHOLDER.search(prose), (rid, PLACEHOLDER.search(prose).group(0))
+    assert '<var class="slot">xid age</var>' in client.get("/runbooks/xid-wraparound").get_data(as_text=True)
+
+
+def test_a_value_a_step_did_not_see_never_shows_as_braces():
+    from kb.runbooks.conditions import NOT_SEEN, fill
+
+    assert fill("pid {pid} holds {n} locks for {who}", None, {"who": "app"}) == f"pid {NOT_SEEN} holds {NOT_SEEN} locks for app"

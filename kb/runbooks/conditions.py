@@ -109,7 +109,7 @@ def _leaf(leaf: Leaf, result: Result, params: dict) -> tuple[bool, str]:
                 else f"{len(result.rows) - len(matches)} of {len(result.rows)} rows do not have {col} {op}{rhs}")
 
 
-_PLACE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
 def fill(text: str | None, result: Result | None, params: dict) -> str | None:
@@ -126,6 +126,9 @@ def fill(text: str | None, result: Result | None, params: dict) -> str | None:
             return _fmt(params[name])
         if name == "row_count" and result is not None:
             return str(result.row_count)
-        return m.group(0)
+        return NOT_SEEN  # never raw braces: the reader is told the value was not there
 
-    return _PLACE.sub(sub, text)
+    return PLACEHOLDER.sub(sub, text)
+
+
+NOT_SEEN = "(not seen)"

@@ -59,8 +59,11 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
     from kb.web import api, chat, errors, pages, runs
 
+    from kb.web.present import slots
+
     errors.register(app)
     app.after_request(_security_headers)
+    app.jinja_env.filters["slots"] = slots
     auth.register(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)

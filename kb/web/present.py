@@ -51,3 +51,19 @@ def limit_arg(default: int = 10) -> int:
         return int(raw)
     except ValueError:
         raise BadRequest("limit must be an integer", [{"field": "limit", "reason": "an integer 1..50"}]) from None
+
+
+def slots(text: str | None):
+    """Author text on a page that describes a runbook: each {name} shown as a named slot, not braces."""
+    from markupsafe import Markup, escape
+
+    from kb.runbooks.conditions import PLACEHOLDER
+
+    if not text:
+        return text
+    out, last = [], 0
+    for m in PLACEHOLDER.finditer(text):
+        out += [escape(text[last:m.start()]), Markup('<var class="slot">%s</var>') % m.group(1).replace("_", " ")]
+        last = m.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
