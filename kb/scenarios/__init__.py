@@ -27,8 +27,11 @@ class Holder:
         self.conns: list[psycopg.Connection] = []
         self.extra: list[Callable[[], None]] = []
 
-    def connect(self, user="app", dbname="postgres", app="", autocommit=True) -> psycopg.Connection:
-        conn = psycopg.connect(self.cluster.dsn(user, dbname), application_name=app, autocommit=autocommit,
+    def connect(self, user="app", dbname="postgres", app="", autocommit=True, socket=False) -> psycopg.Connection:
+        """A session as `user`; `socket` connects through the Unix socket (client address "local"), so
+        one application can appear to come from a second host."""
+        extra = {"host": str(self.cluster.base)} if socket else {}
+        conn = psycopg.connect(self.cluster.dsn(user, dbname, **extra), application_name=app, autocommit=autocommit,
                                connect_timeout=5)
         self.conns.append(conn)
         return conn

@@ -65,6 +65,26 @@ def _blind(c: Cluster, h: Holder) -> None:
     time.sleep(1.2)
 
 
+@scenario("connections-role-limit-no-reserved", RB,
+          "Role `app` has CONNECTION LIMIT 2 and uses both; kb connects as `app` and has no reserved connection.",
+          settings=CONN, target_user="app", reserved=False,
+          expect_path=["slots", "limits-reserved", "limit-unseen"])
+def _role_limit_unseen(c: Cluster, h: Holder) -> None:
+    c.sql("ALTER ROLE app CONNECTION LIMIT 2")
+    h.hold(2, user="app", app="worker")
+
+
+@scenario("connections-many-idle-two-hosts", RB,
+          "Application `worker` keeps 4 idle connections, 2 from each of two client hosts, and `cron` 2: "
+          "6 of 7 usable slots, and worker's share (67%) shows only when its hosts are added up.",
+          settings=CONN, answers={"pool-question": "app-servers"},
+          expect_path=["slots", "holders", "pool-question", "pool-math"])
+def _many_idle_two_hosts(c: Cluster, h: Holder) -> None:
+    h.hold(2, user="app", app="worker")
+    h.hold(2, user="app", app="worker", socket=True)
+    h.hold(2, user="app", app="cron")
+
+
 def _zombies_gone(c: Cluster, h: Holder) -> None:
     deadline = time.monotonic() + 5  # terminated backends take a moment to exit
     while (left := c.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'billing'")[0][0]) and \
