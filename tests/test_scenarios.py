@@ -52,6 +52,8 @@ def test_scenario_path(name, config_factory, server_bindir, request):
         assert run["conclusion"]["step_id"] == sc.expect_path[-1]
         if sc.expect_verdict is not None:
             assert sc.expect_verdict in run["conclusion"]["verdict"], run["conclusion"]["verdict"]
+        links = [f["url"] for f in run["conclusion"]["fix"]]
+        assert all(url in links for url in sc.expect_links), links
         if sc.verify is not None:
             sc.verify(cluster, holder)
         svc.runs.close()

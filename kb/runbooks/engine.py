@@ -300,6 +300,34 @@ class Engine:
             return run
         return self._arrive(run, rb, nxt, actor)
 
+    def _connect_failure(self, last: dict | None) -> dict | None:
+        """What a conclusion says when the run got there because kb could not connect.
+
+        A runbook's generic "cannot connect" conclusion guesses at the causes; when the knowledge
+        base recognised the failure (a role that does not exist, a password refused ...), the run
+        says exactly that, sends the reader to that entry and its runbooks, and claims nothing about
+        the server, which it never saw. Failures the runbook routes by their entry keep its own text.
+        """
+        err = (last or {}).get("error") or {}
+        reason = ((last or {}).get("branch") or {}).get("reason", "")
+        if last is None or last.get("outcome") != "error" or err.get("phase") != "connect" or not err.get("entry") \
+                or reason.startswith("on error entry:"):
+            return None
+        entry = self.entries.get(err["entry"]["slug"])
+        if entry is None:
+            return None
+        title = entry.meta.title
+        fix = [{"entry": entry.slug, "title": title, "url": entry.url, "label": title}]
+        for rid in entry.meta.runbooks:
+            rb = self.runbooks.get(rid)
+            if rb is not None:
+                fix.append({"entry": entry.slug, "title": rb.title, "url": f"/runbooks/{rid}",
+                            "label": f"Guided runbook: {rb.title}"})
+        return {"title": f"kb could not connect: {title}", "status": "unknown", "fix": fix,
+                "verdict": f"Connecting to the target failed with \"{err['message']}\", which is {title}. kb saw "
+                           "nothing on the server, so this run cannot say anything about it.",
+                "body": "Fix the connection first (the entry says how), then run this runbook again."}
+
     def _arrive(self, run, rb, sid, actor) -> dict:
         """Entering a step: conclusions finish the run, actions show their preview, questions wait."""
         step = rb.steps[sid]
@@ -317,10 +345,11 @@ class Engine:
             verdict = fill(step.verdict, result, state["params"])
             conclusion = {"step_id": sid, "title": step.title, "verdict": verdict, "status": step.status,
                           "body": fill(step.body, result, state["params"]), "fix": fix}
-            rec = self._record(run, sid, step, outcome="concluded", summary=verdict, conclusion=conclusion)
+            conclusion.update(self._connect_failure(last) or {})
+            rec = self._record(run, sid, step, outcome="concluded", summary=conclusion["verdict"], conclusion=conclusion)
             state.update(seq=rec["seq"], current=sid, waiting=None, conclusion=conclusion)
             run["version"] = self.store.commit_step(run["id"], run["version"], "finished", state, rec, actor,
-                                                    "conclude", {"step": sid, "status": step.status})
+                                                    "conclude", {"step": sid, "status": conclusion["status"]})
             run["status"] = "finished"
         elif isinstance(step, ActionStep):
             self._claim(run, sid, actor, "preview")

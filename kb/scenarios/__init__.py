@@ -95,6 +95,7 @@ class Scenario:
     verify: Callable[[Cluster, Holder], None] | None = None  # asserts the effect on the database
     target_fn: Callable[[Cluster, Holder], dict] | None = None  # e.g. a pgbouncer admin console
     expect_verdict: str | None = None  # text the conclusion's verdict must contain
+    expect_links: list[str] = field(default_factory=list)  # URLs the conclusion's fix links must include
 
     def target(self, cluster: Cluster, holder: "Holder | None" = None) -> dict:
         """The [targets.NAME] table pointing kb at this cluster (or what the scenario put in front)."""

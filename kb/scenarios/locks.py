@@ -460,3 +460,13 @@ def _deadlocks_none(c: Cluster, h: Holder) -> None:
           settings={"log_lock_waits": "off"}, expect_path=["counter", "logging-quiet", "none-recorded-unlogged"])
 def _deadlocks_none_unlogged(c: Cluster, h: Holder) -> None:
     _accounts(c)
+
+
+@scenario("locks-unknown-role", "lock-waits",
+          "kb's target names a role that does not exist: the run must say so and send the reader to that "
+          "entry and the auth-failures runbook, not guess that the server is down.",
+          target_user="ghost", reserved=False, expect_path=["waits", "cannot-connect"],
+          expect_verdict='which is FATAL: role "..." does not exist. kb saw nothing on the server',
+          expect_links=["/errors/role-does-not-exist", "/runbooks/auth-failures"])
+def _unknown_role(c: Cluster, h: Holder) -> None:
+    pass
