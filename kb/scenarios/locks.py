@@ -243,7 +243,7 @@ def _waiters_went_on(c: Cluster, h: Holder) -> None:
 @scenario("locks-idle-blocker", LOCKS,
           "`checkout` sits idle in transaction on row 1; `worker` and `report` queue behind it; terminated.",
           params={"wait_seconds": 1}, confirm={"terminate-idle-root": True}, verify=_waiters_went_on,
-          expect_path=["waits", "root", "terminate-idle-root", "root-terminated"])
+          expect_path=["waits", "root", "terminate-idle-root", "recheck-terminate", "root-terminated"])
 def _locks_idle_blocker(c: Cluster, h: Holder) -> None:
     _row_lock_chain(c, h)
 
@@ -292,9 +292,31 @@ def _sleeper_cancelled(c: Cluster, h: Holder) -> None:
           "A 30 s statement of `nightly-batch` holds row 1; `worker` waits; the admin cancels the statement.",
           params={"wait_seconds": 1}, answers={"cancel-or-terminate": "cancel"}, confirm={"cancel-root": True},
           verify=_sleeper_cancelled,
-          expect_path=["waits", "root", "cancel-or-terminate", "cancel-root", "root-cancelled"])
+          expect_path=["waits", "root", "cancel-or-terminate", "cancel-root", "recheck-cancel", "root-cancelled"])
 def _locks_long_query_cancel(c: Cluster, h: Holder) -> None:
     _long_update(c, h)
+
+
+def _next_in_line_holds(c: Cluster, h: Holder) -> None:
+    assert isinstance(h.sleeper.error, psycopg.errors.QueryCanceled), f"expected a cancel, got {h.sleeper.error!r}"
+    assert not h.waiters[1].finished(0.2), "the last waiter got the row although the next batch holds it"
+
+
+@scenario("locks-cancel-then-next-blocker", LOCKS,
+          "`nightly-batch` holds row 1 in a 30 s statement; `second-batch` waits to do the same, and `worker` "
+          "waits behind both. Cancelling the first lets the second take the row and sleep: the run must look "
+          "again and say that a session still waits, not that the locks are released.",
+          params={"wait_seconds": 1}, answers={"cancel-or-terminate": "cancel"}, confirm={"cancel-root": True},
+          verify=_next_in_line_holds,
+          expect_path=["waits", "root", "cancel-or-terminate", "cancel-root", "recheck-cancel", "still-blocked"],
+          expect_verdict="1 session(s) still wait")
+def _locks_cancel_then_next_blocker(c: Cluster, h: Holder) -> None:
+    _table(c)
+    batch = "WITH u AS (UPDATE public.items SET name = '{}' WHERE id = 1 RETURNING id) SELECT pg_sleep(30) FROM u"
+    h.sleeper = _sleeps(c, Background(h, batch.format("batch"), app="nightly-batch"))
+    h.waiters = [_waits(c, Background(h, batch.format("second"), app="second-batch"))]  # first in the queue
+    h.waiters.append(_waits(c, Background(h, "UPDATE public.items SET name = 'shipped' WHERE id = 1", app="worker")))
+    time.sleep(1.1)
 
 
 def _sleeper_terminated(c: Cluster, h: Holder) -> None:
@@ -307,7 +329,7 @@ def _sleeper_terminated(c: Cluster, h: Holder) -> None:
           "A 30 s statement of `nightly-batch` holds row 1; `worker` waits; the admin ends the session.",
           params={"wait_seconds": 1}, answers={"cancel-or-terminate": "terminate"},
           confirm={"terminate-running-root": True}, verify=_sleeper_terminated,
-          expect_path=["waits", "root", "cancel-or-terminate", "terminate-running-root", "root-terminated"])
+          expect_path=["waits", "root", "cancel-or-terminate", "terminate-running-root", "recheck-terminate", "root-terminated"])
 def _locks_long_query_terminate(c: Cluster, h: Holder) -> None:
     _long_update(c, h)
 
@@ -339,7 +361,7 @@ def _ddl_cancelled(c: Cluster, h: Holder) -> None:
 @scenario("locks-ddl-queue", LOCKS,
           "ALTER TABLE waits behind a 30 s report and two plain SELECTs queue behind the ALTER; the DDL is cancelled.",
           params={"wait_seconds": 1}, confirm={"cancel-ddl": True}, verify=_ddl_cancelled,
-          expect_path=["waits", "root", "cancel-ddl", "ddl-cancelled"])
+          expect_path=["waits", "root", "cancel-ddl", "recheck-ddl", "ddl-cancelled"])
 def _locks_ddl_queue(c: Cluster, h: Holder) -> None:
     _ddl_queue(c, h)
 
