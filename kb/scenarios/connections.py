@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import psycopg
+
 from kb.scenarios.cluster import Cluster
 from kb.scenarios import Holder, scenario
 
@@ -34,6 +36,10 @@ def _reserved_only(c: Cluster, h: Holder) -> None:
 
 @scenario("connections-role-limit", RB, "Role `app` has CONNECTION LIMIT 2 and uses both; kb connects as `app`.",
           settings=CONN, target_user="app", expect_path=["slots", "limits-reserved", "limit-reached"])
+@scenario("connections-role-limit-no-reserved", RB,
+          "Role `app` has CONNECTION LIMIT 2 and uses both; kb connects as `app` and has no reserved connection.",
+          settings=CONN, target_user="app", reserved=False,
+          expect_path=["slots", "limits-reserved", "limit-unseen"])
 def _role_limit(c: Cluster, h: Holder) -> None:
     c.sql("ALTER ROLE app CONNECTION LIMIT 2")
     h.hold(2, user="app", app="worker")
@@ -63,15 +69,6 @@ def _blind(c: Cluster, h: Holder) -> None:
     for _ in range(2):
         h.connect(user="app", app="worker", autocommit=False).execute("SELECT 1")
     time.sleep(1.2)
-
-
-@scenario("connections-role-limit-no-reserved", RB,
-          "Role `app` has CONNECTION LIMIT 2 and uses both; kb connects as `app` and has no reserved connection.",
-          settings=CONN, target_user="app", reserved=False,
-          expect_path=["slots", "limits-reserved", "limit-unseen"])
-def _role_limit_unseen(c: Cluster, h: Holder) -> None:
-    c.sql("ALTER ROLE app CONNECTION LIMIT 2")
-    h.hold(2, user="app", app="worker")
 
 
 @scenario("connections-many-idle-two-hosts", RB,
@@ -110,8 +107,6 @@ def _idle_in_tx(c: Cluster, h: Holder) -> None:
           settings=CONN, params={"idle_seconds": 1}, confirm={"terminate-zombies": True}, verify=_zombies_gone,
           expect_path=["slots", "limits", "zombies-check", "terminate-zombies", "zombies-terminated"])
 def _idle_in_aborted_tx(c: Cluster, h: Holder) -> None:
-    import psycopg
-
     for _ in range(2):
         conn = h.connect(user="app", app="billing", autocommit=False)
         try:
