@@ -77,6 +77,7 @@ SETTINGS: list[Setting] = [
     Setting("KB_BUSY_TIMEOUT", "busy_timeout", 10.0, float, "Seconds a step waits for a free connection slot before a `busy` outcome."),
     Setting("KB_MAX_ROWS", "max_rows", 200, int, "Rows kept per step result (the rest is counted, not stored)."),
     Setting("KB_MAX_STEPS", "max_steps", 50, int, "Steps a run may execute before it stops."),
+    Setting("KB_ABANDON_AFTER", "abandon_after", 86400.0, float, "Seconds a run may wait for an answer, a confirmation or its next step before it ends as `abandoned` (0: never)."),
     Setting("KB_ANONYMOUS_ROLE", "anonymous_role", "reader", _role("none", "reader"), "Role of requests without an identity: none or reader (running anything needs a known identity)."),
     Setting("KB_TRUSTED_PROXIES", "trusted_proxies", [], _list, "Addresses whose user header is trusted (comma-separated)."),
     Setting("KB_PROXY_USER_HEADER", "proxy_user_header", "X-Forwarded-User", str, "Header naming the user behind a trusted proxy."),

@@ -263,3 +263,38 @@ def test_a_huge_result_is_counted_not_held(pg):
         ex.close()
     assert res.row_count == 100_000 and len(res.rows) == 2000
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MB"
+
+
+ADMIN = Identity("root", "admin", "token")
+
+
+def test_a_run_left_waiting_is_abandoned(make_service):
+    """A run waiting for a confirmation longer than abandon_after ends as abandoned (inconclusive),
+    is listed so, and can no longer be confirmed: what it previewed is that old."""
+    from kb.errors import RunStateError
+
+    svc = make_service(abandon_after=1.0)
+    run = svc.runs.start("probe-action", "t", {}, ADMIN, auto=True)
+    assert run["status"] == "active" and run["current"]["waiting_for"] == "confirm" and run["outcome"] is None
+    time.sleep(1.3)
+    listed = {r["id"]: r for r in svc.runs.recent(ADMIN)["runs"]}
+    assert (listed[run["id"]]["status"], listed[run["id"]]["outcome"]) == ("abandoned", "inconclusive")
+    seen = svc.runs.get(run["id"], ADMIN)
+    assert seen["status"] == "abandoned" and seen["outcome"] == "inconclusive"
+    assert seen["summary"].startswith("Abandoned: waited 1 s for a confirmation at step 'act'"), seen["summary"]
+    with pytest.raises(RunStateError, match="abandoned"):
+        svc.runs.advance(run["id"], ADMIN, confirm=True)
+    assert [e["event"] for e in svc.runs.audit(run["id"], ADMIN)][-1] == "abandon"
+    assert "Run abandoned (outcome: inconclusive)" in svc.runs.transcript(run["id"], ADMIN)
+    # a run advanced in time is not abandoned
+    fresh = svc.runs.start("probe-action", "t", {}, ADMIN, auto=True)
+    done = svc.runs.advance(fresh["id"], ADMIN, confirm=False)
+    assert done["status"] == "finished" and done["outcome"] == "healthy"
+
+
+def test_every_conclusion_carries_its_outcome(make_service):
+    svc = make_service(statement_timeout_ms=300)
+    run = finish(svc, "probe-sleep", {"seconds": 5})
+    assert run["conclusion"]["outcome"] == "problem" and run["outcome"] == "problem"
+    assert run["summary"].startswith("Concluded (problem found): ")
+    assert "**Outcome: problem found** (warning): " in svc.runs.transcript(run["id"], OPERATOR)

@@ -150,6 +150,8 @@ steps:
     kind: conclusion
     title: Done
     verdict: Done.
+    outcome: healthy
+    status: ok
 """
 
 
@@ -177,16 +179,32 @@ R = "runbooks/demo.yaml"
     (("kind: conclusion", "kind: verdict"),
      [f"{R}:17: steps.done: Input tag 'verdict' found using 'kind' does not match any of the expected tags: "
       "'diagnostic', 'question', 'action', 'conclusion'"]),
-    (("  done:\n", "  orphan:\n    kind: conclusion\n    title: Orphan\n    verdict: x\n  done:\n"),
+    (("  done:\n", "  orphan:\n    kind: conclusion\n    title: Orphan\n    verdict: x\n    outcome: problem\n  done:\n"),
      [f"{R}:17: steps.orphan: unreachable from the start step"]),
     (("        goto: done\n      - otherwise: true\n        goto: done",
       "        goto: a\n      - otherwise: true\n        goto: done"),
      [f"{R}:8: steps.a: loop without a question step: a -> a"]),
     (("default: 5", "default: 50"), [f"{R}:5: params.n: must be at most 10"]),
+    (("verdict: Done.", "verdict: Saw {one} of {n}, {row_count} rows, {two}."),
+     [f"{R}:20: steps.done.verdict: {{two}} does not resolve when reached from a (branches[0].goto): a returns one"]),
+    (("goto: done\n      - otherwise", "goto: done\n        say: \"{one} {nope}\"\n      - otherwise"),
+     [f"{R}:15: steps.a.branches[0].say: {{nope}} does not resolve: the step returns one"]),
+    (("status: ok", "status: critical"), [f"{R}:22: steps.done.status: a healthy conclusion has status ok, not critical"]),
+    (("    outcome: healthy\n", ""), [f"{R}:17: steps.done.outcome: required field is missing"]),
 ])
 def test_runbook_problems(tmp_path, change, expected):
     write_rb(tmp_path, RB.replace(*change))
     assert problems(tmp_path) == expected
+
+
+def test_placeholder_needs_readable_columns(tmp_path):
+    """A verdict naming a column of a step whose columns cannot be read off its SQL is not proved."""
+    text = RB.replace("SELECT 1 AS one", "SELECT * FROM (SELECT 1 AS one) s").replace("verdict: Done.", "verdict: Saw {one}.")
+    write_rb(tmp_path, text)
+    assert problems(tmp_path) == [f"{R}:20: steps.done.verdict: {{one}} does not resolve when reached from a "
+                                  "(branches[0].goto): a has columns that cannot be read off its SQL (declare `columns:`)"]
+    write_rb(tmp_path, text.replace("    branches:", "    columns: [one]\n    branches:", 1))
+    assert problems(tmp_path) == []
 
 
 def test_good_runbook_loads(tmp_path):

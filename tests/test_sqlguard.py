@@ -129,7 +129,7 @@ steps:
     branches:
       - otherwise: true
         goto: done
-  done: {{kind: conclusion, title: Done, verdict: Done., status: ok}}
+  done: {{kind: conclusion, outcome: healthy, title: Done, verdict: Done., status: ok}}
 """
 
 

@@ -10,6 +10,7 @@ possible wait, so a run whose worker died can go on.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import threading
 import time
@@ -40,8 +41,10 @@ class Engine:
     """Starts and advances runs of runbooks against targets."""
 
     def __init__(self, runbooks: dict[str, Runbook], store: RunStore, executor: Executor, *, max_rows: int,
-                 max_steps: int, search=None, entries=None, claim_lease: float = 120.0):
+                 max_steps: int, search=None, entries=None, claim_lease: float = 120.0,
+                 abandon_after: float = 86400.0):
         self.runbooks = runbooks
+        self.abandon_after = abandon_after  # seconds a run may wait for a person before it is abandoned
         self.claim_lease = claim_lease  # seconds after which a diagnostic's claim is deemed abandoned
         self.store = store
         self.executor = executor
@@ -116,6 +119,35 @@ class Engine:
             raise NotFound(f"run {run_id!r}")
         if run["runbook"] not in self.runbooks:
             raise RunStateError(f"runbook {run['runbook']!r} of this run is no longer deployed")
+        return self._abandon_if_stale(run)
+
+    def _abandon_if_stale(self, run: dict) -> dict:
+        """An active run nobody advanced for `abandon_after` seconds ends as `abandoned`: what it saw
+        is that old, so it must not be picked up again as if it were current."""
+        state = run["state"]
+        if run["status"] != "active" or self.abandon_after <= 0:
+            return run
+        claim = state.get("claim")
+        if claim and time.time() - claim["ts"] < self.claim_lease:
+            return run  # a worker is on it right now
+        try:
+            idle = time.time() - dt.datetime.fromisoformat(run["updated_at"].replace("Z", "+00:00")).timestamp()
+        except (AttributeError, ValueError):
+            return run
+        if idle < self.abandon_after:
+            return run
+        waited = {"answer": "an answer", "confirm": "a confirmation"}.get(state.get("waiting"), "the next step")
+        message = (f"waited {_duration(idle)} for {waited} at step {state.get('current')!r}, longer than "
+                   f"{_duration(self.abandon_after)}; start a new run to look again")
+        new = dict(state, waiting=None, pending=None,
+                   failure={"condition": "abandoned", "message": message, "step": state.get("current")})
+        new.pop("claim", None)
+        try:
+            run["version"] = self.store.commit_step(run["id"], run["version"], "abandoned", new, None, "kb", "abandon",
+                                                    {"step": state.get("current"), "idle_seconds": int(idle)})
+        except RunStateError:
+            return self.store.load_run(run["id"]) or run  # advanced or abandoned meanwhile by another worker
+        run["status"], run["state"] = "abandoned", new
         return run
 
     # --- machinery -----------------------------------------------------------------------------
@@ -323,7 +355,7 @@ class Engine:
             if rb is not None:
                 fix.append({"entry": entry.slug, "title": rb.title, "url": f"/runbooks/{rid}",
                             "label": f"Guided runbook: {rb.title}"})
-        return {"title": f"kb could not connect: {title}", "status": "unknown", "fix": fix,
+        return {"title": f"kb could not connect: {title}", "outcome": "inconclusive", "status": "unknown", "fix": fix,
                 "verdict": f"Connecting to the target failed with \"{err['message']}\", which is {title}. kb saw "
                            "nothing on the server, so this run cannot say anything about it.",
                 "body": "Fix the connection first (the entry says how), then run this runbook again."}
@@ -343,7 +375,8 @@ class Engine:
                 fix.append({"entry": link.entry, "title": title, "url": url,
                             "label": link.label or _link_label(e, link.section, title)})
             verdict = fill(step.verdict, result, state["params"])
-            conclusion = {"step_id": sid, "title": step.title, "verdict": verdict, "status": step.status,
+            conclusion = {"step_id": sid, "title": step.title, "verdict": verdict, "outcome": step.outcome,
+                          "status": step.status,
                           "body": fill(step.body, result, state["params"]), "fix": fix}
             conclusion.update(self._connect_failure(last) or {})
             rec = self._record(run, sid, step, outcome="concluded", summary=conclusion["verdict"], conclusion=conclusion)
@@ -390,6 +423,18 @@ class Engine:
         run["status"] = "stopped"
         run["state"] = state
         return run
+
+
+def _duration(seconds: float) -> str:
+    """1 d 2 h, 3 h 5 min, 4 min, 20 s."""
+    s = int(seconds)
+    if s >= 86400:
+        return f"{s // 86400} d" + (f" {s % 86400 // 3600} h" if s % 86400 >= 3600 else "")
+    if s >= 3600:
+        return f"{s // 3600} h" + (f" {s % 3600 // 60} min" if s % 3600 >= 60 else "")
+    if s >= 60:
+        return f"{s // 60} min"
+    return f"{s} s"
 
 
 def _is_connect_error(exc) -> bool:

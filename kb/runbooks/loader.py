@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from kb.knowledge.problems import Problem, YamlLines, display_path, load_yaml, pydantic_problems, yaml_error_problem
 from kb.runbooks import sqlguard
+from kb.runbooks.conditions import PLACEHOLDER
 from kb.runbooks.model import (ActionStep, AllOf, AnyOf, ConclusionStep, DiagnosticStep, Leaf, NotOf,
                               ParamRef, QuestionStep, Runbook)
 
@@ -138,6 +139,11 @@ def check_runbook(rb: Runbook, path: str, lines: YamlLines, conditions: set[str]
                 if not (re.fullmatch(r"[0-9A-Z]{5}", key) or key in conditions or key.startswith("entry:")):
                     add(("steps", sid, "on_error", key), f"steps.{sid}.on_error.{key}",
                         "not a SQLSTATE, a condition name or entry:<slug>")
+        if isinstance(step, ConclusionStep):
+            fits = {"healthy": {"ok"}, "inconclusive": {"unknown"}, "problem": {"ok", "warning", "critical"}}
+            if step.status not in fits[step.outcome]:
+                add(("steps", sid, "status"), f"steps.{sid}.status",
+                    f"a {step.outcome} conclusion has status {' or '.join(sorted(fits[step.outcome]))}, not {step.status}")
         if isinstance(step, DiagnosticStep):
             cols = step.columns or select_columns(step.sql)
             if not step.branches[-1].otherwise:
@@ -154,6 +160,7 @@ def check_runbook(rb: Runbook, path: str, lines: YamlLines, conditions: set[str]
                     if leaf.column and cols is not None and leaf.column not in cols:
                         add(loc, f"steps.{sid}.branches[{i}].when",
                             f"column {leaf.column!r} is not returned by the step (returns: {', '.join(cols)})")
+    problems += check_placeholders(rb, path, lines)
     # reachability from start
     seen, todo = set(), [rb.start]
     while todo:
@@ -183,6 +190,71 @@ def check_runbook(rb: Runbook, path: str, lines: YamlLines, conditions: set[str]
     for sid in graph:
         if sid not in state:
             visit(sid, [sid])
+    return problems
+
+
+def step_columns(step) -> list[str] | None:
+    """Columns a diagnostic or action step's result has whichever SQL variant runs, or None if unknown."""
+    if isinstance(step, DiagnosticStep):
+        if step.columns is not None:
+            return list(step.columns)
+        found = [select_columns(step.sql)] + [select_columns(v.sql) for v in step.variants]
+        if any(cols is None for cols in found):
+            return None
+        return [c for c in found[0] if all(c in cols for cols in found[1:])]
+    if isinstance(step, ActionStep):
+        return select_columns(step.sql)
+    return []
+
+
+def check_placeholders(rb: Runbook, path: str, lines: YamlLines) -> list[Problem]:
+    """Every {name} in a branch's `say` or a conclusion's verdict and body resolves on every way in.
+
+    A branch's words are filled from its own step's first row; a conclusion's from the step that led
+    to it: the columns that step returns on that edge (none after an error, a decline or an answer),
+    the runbook's parameters, or `row_count`.
+    """
+    problems: list[Problem] = []
+    params = set(rb.params)
+
+    def names_on(pred, field) -> tuple[set[str] | None, str]:
+        if isinstance(pred, DiagnosticStep) and field.startswith("branches"):
+            cols = step_columns(pred)
+        elif isinstance(pred, ActionStep) and field == "then":
+            cols = step_columns(pred)
+        else:
+            return params, "gives no result this way (only parameters resolve)"
+        if cols is None:
+            return None, "has columns that cannot be read off its SQL (declare `columns:`)"
+        return params | set(cols) | {"row_count"}, "returns " + (", ".join(cols) or "no columns")
+
+    for sid, step in rb.steps.items():
+        if isinstance(step, DiagnosticStep):
+            for i, br in enumerate(step.branches):
+                names, what = names_on(step, "branches")
+                for name in PLACEHOLDER.findall(br.say or ""):
+                    if names is None or name not in names:
+                        problems.append(Problem(path, lines.line(("steps", sid, "branches", i, "say")),
+                                                f"steps.{sid}.branches[{i}].say",
+                                                f"{{{name}}} does not resolve: the step {what}"))
+    incoming: dict[str, list[tuple[str, str]]] = {}
+    for sid, step in rb.steps.items():
+        for field, target in step_edges(step):
+            incoming.setdefault(target, []).append((sid, field))
+    for cid, step in rb.steps.items():
+        if not isinstance(step, ConclusionStep):
+            continue
+        for attr in ("verdict", "body"):
+            wanted = dict.fromkeys(PLACEHOLDER.findall(getattr(step, attr) or ""))
+            reported = set()
+            for pred_id, field in incoming.get(cid, []):
+                names, what = names_on(rb.steps[pred_id], field)
+                for name in wanted:
+                    if (names is None or name not in names) and name not in reported:
+                        reported.add(name)
+                        problems.append(Problem(path, lines.line(("steps", cid, attr)), f"steps.{cid}.{attr}",
+                                                f"{{{name}}} does not resolve when reached from {pred_id} "
+                                                f"({field}): {pred_id} {what}"))
     return problems
 
 

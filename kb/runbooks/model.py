@@ -219,6 +219,9 @@ class ConclusionStep(_Step):
 
     kind: Literal["conclusion"]
     verdict: str
+    # what the data showed: a cause (problem), nothing wrong with everything visible (healthy), or
+    # not enough seen to say (inconclusive: could not connect, could not see, lacked a privilege)
+    outcome: Literal["problem", "healthy", "inconclusive"]
     status: Literal["ok", "warning", "critical", "unknown"] = "warning"
     body: str = ""
     fix: list[FixLink] = []

@@ -35,7 +35,7 @@ class RunService:
         lease = config.busy_timeout + 2 * config.connect_timeout + longest_ms / 1000 + 30
         self.engine = Engine(catalog.runbooks, self.store, self.executor, max_rows=config.max_rows,
                              max_steps=config.max_steps, search=service.search, entries=catalog.entries,
-                             claim_lease=lease)
+                             claim_lease=lease, abandon_after=config.abandon_after)
 
     def close(self) -> None:
         """Close idle target connections and the run store's pool."""
@@ -111,6 +111,12 @@ class RunService:
         items = self.store.recent(limit, self._readable_targets(ident))
         for r in items:
             r["url"] = f"/runs/{r['id']}"
+            if r["status"] == "active":  # one that waited too long is marked abandoned as it is listed
+                try:
+                    r["status"] = self.engine.load(r["id"])["status"]
+                except ApiError:
+                    pass
+            r["outcome"] = _outcome(r["status"], r.pop("conclusion_outcome", None))
         return {"count": len(items), "runs": items}
 
     def transcript(self, run_id: str, ident, base: str = "") -> str:
@@ -145,6 +151,7 @@ class RunService:
             "created_at": run["created_at"],
             "updated_at": run.get("updated_at") or run["created_at"],
             "current": current,
+            "outcome": _outcome(run["status"], (state.get("conclusion") or {}).get("outcome")),
             "conclusion": state.get("conclusion"),
             "failure": state.get("failure"),
             "steps": run["steps"],
@@ -156,13 +163,25 @@ class RunService:
     @staticmethod
     def _summary(run, state, current) -> str:
         if run["status"] == "finished" and state.get("conclusion"):
-            return f"Concluded: {state['conclusion']['verdict']}"
+            c = state["conclusion"]
+            label = {"problem": "problem found", "healthy": "healthy"}.get(c.get("outcome"), "inconclusive")
+            return f"Concluded ({label}): {c['verdict']}"
         if run["status"] == "failed" and state.get("failure"):
             f = state["failure"]
             return f"Failed: {f.get('condition')}: {f.get('message')}"
+        if run["status"] == "abandoned":
+            return f"Abandoned: {(state.get('failure') or {}).get('message')}"
         if run["status"] == "stopped":
             return f"Stopped: {(state.get('failure') or {}).get('message')}"
         if current is None:
             return run["status"]
         verb = {"answer": "Waiting for an answer", "confirm": "Waiting for confirmation", "run": "Ready to run"}
         return f"{verb.get(current['waiting_for'], 'At')}: {current['title']}"
+
+
+def _outcome(status: str, concluded: str | None) -> str | None:
+    """What a run showed: its conclusion's outcome; inconclusive when it failed, stopped or was
+    abandoned before concluding; None while it is still going."""
+    if status == "finished":
+        return concluded or "inconclusive"
+    return None if status == "active" else "inconclusive"

@@ -214,7 +214,8 @@ class RunStore:
         for r in rows:
             state = json.loads(r[7])
             out.append({"id": r[0], "runbook": r[1], "target": r[2], "status": r[3], "created_by": r[4],
-                        "created_at": r[5], "updated_at": r[6], "verdict": (state.get("conclusion") or {}).get("verdict")})
+                        "created_at": r[5], "updated_at": r[6], "verdict": (state.get("conclusion") or {}).get("verdict"),
+                        "conclusion_outcome": (state.get("conclusion") or {}).get("outcome")})
         return out
 
     # --- shared limits ---------------------------------------------------------------------------

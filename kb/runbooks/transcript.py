@@ -158,7 +158,8 @@ def transcript(run: dict, base: str = "", flavor: str = "markdown") -> str:
             out.append(f"\n→ {say}{t(b['reason'])} → **{t(b['goto_title'])}**")
         if s.get("conclusion"):
             c = s["conclusion"]
-            out.append(f"\n**Verdict ({t(c['status'])}):** {t(c['verdict'])}")
+            label = {"problem": "problem found", "healthy": "healthy"}.get(c.get("outcome"), "inconclusive")
+            out.append(f"\n**Outcome: {t(label)}** ({t(c['status'])}): {t(c['verdict'])}")
             for paragraph in re.split(r"\n\s*\n", (c.get("body") or "").strip()):
                 if paragraph.strip():
                     out += ["", f.para(paragraph)]
@@ -167,5 +168,5 @@ def transcript(run: dict, base: str = "", flavor: str = "markdown") -> str:
         out.append("")
     if run.get("failure") and run["status"] != "finished":
         fl = run["failure"]
-        out.append(f"**Run {t(run['status'])}:** {t(fl.get('condition'))}: {t(fl.get('message'))}")
+        out.append(f"**Run {t(run['status'])} (outcome: inconclusive):** {t(fl.get('condition'))}: {t(fl.get('message'))}")
     return "\n".join(out).rstrip() + "\n"

@@ -73,9 +73,16 @@ def spec() -> dict:
                     "error": {"type": ["object", "null"], "description": "Classified failure: condition, sqlstate, message, entry"},
                     "branch": {"type": ["object", "null"], "description": "goto, goto_title, reason (in words), say"}}},
                 "Run": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "status": {"enum": ["active", "finished", "failed", "stopped"]},
+                    "id": {"type": "string"}, "status": {"enum": ["active", "finished", "failed", "stopped", "abandoned"],
+                                                         "description": "abandoned: waited longer than KB_ABANDON_AFTER"},
+                    "outcome": {"enum": ["problem", "healthy", "inconclusive", None],
+                                "description": "What the run showed: a cause (problem), nothing wrong with every session "
+                                               "visible (healthy), or not enough seen (inconclusive: could not connect or "
+                                               "see, failed, stopped, abandoned); null while active"},
                     "runbook": {"type": "object"}, "target": {"type": "string"}, "params": {"type": "object"},
-                    "current": {"type": ["object", "null"]}, "conclusion": {"type": ["object", "null"]},
+                    "current": {"type": ["object", "null"]},
+                    "conclusion": {"type": ["object", "null"],
+                                   "description": "step_id, title, verdict, outcome, status (ok/warning/critical/unknown), body, fix"},
                     "failure": {"type": ["object", "null"]}, "summary": {"type": "string"},
                     "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
                     "links": {"type": "object", "description": "self, page (HTML stepper), transcript"}}},

@@ -67,3 +67,11 @@ def slots(text: str | None):
         last = m.end()
     out.append(escape(text[last:]))
     return Markup("").join(out)
+
+
+OUTCOME_LABELS = {"problem": "Problem found", "healthy": "Healthy", "inconclusive": "Inconclusive"}
+
+
+def outcome_label(outcome: str | None) -> str:
+    """How a conclusion's outcome reads on a page: problem, healthy or inconclusive."""
+    return OUTCOME_LABELS.get(outcome or "", "Inconclusive")
