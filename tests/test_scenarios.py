@@ -45,11 +45,22 @@ def test_scenario_path(name, config_factory, server_bindir, request):
     store_url = None if server_bindir == find_bindir() else request.getfixturevalue("pg_store")
     cluster, holder = scenarios.start(name, bindir=server_bindir)
     try:
-        svc = Service.from_config(config_factory(targets={"t": sc.target(cluster, holder)}, store_url=store_url))
+        targets = {"t": sc.target(cluster, holder)}
+        targets.update({f"as-{role}": sc.target(cluster, holder, user=role) for role in sc.roles})
+        svc = Service.from_config(config_factory(targets=targets, store_url=store_url))
+        # the same state as the other roles first, declining every action so the state stays as it is
+        for role, path in sc.roles.items():
+            other = drive(svc.runs, sc, f"as-{role}", ADMIN, decline=True)
+            assert (role, step_path(other)) == (role, path), svc.runs.transcript(other["id"], ADMIN)
+            assert other["status"] == "finished", other["summary"]
+            if role == "plain":  # a role that cannot see other sessions never reports them healthy
+                assert other["outcome"] != "healthy", other["conclusion"]
         run = drive(svc.runs, sc, "t", ADMIN)
         assert step_path(run) == sc.expect_path, svc.runs.transcript(run["id"], ADMIN)
         assert run["status"] == "finished", run["summary"]
         assert run["conclusion"]["step_id"] == sc.expect_path[-1]
+        if sc.target_user == "plain":
+            assert run["outcome"] != "healthy", run["conclusion"]
         if sc.expect_verdict is not None:
             assert sc.expect_verdict in run["conclusion"]["verdict"], run["conclusion"]["verdict"]
         links = [f["url"] for f in run["conclusion"]["fix"]]

@@ -96,12 +96,15 @@ class Scenario:
     target_fn: Callable[[Cluster, Holder], dict] | None = None  # e.g. a pgbouncer admin console
     expect_verdict: str | None = None  # text the conclusion's verdict must contain
     expect_links: list[str] = field(default_factory=list)  # URLs the conclusion's fix links must include
+    # the same state diagnosed as other roles (`postgres` the superuser, `monitor` with pg_monitor,
+    # `plain` with neither), every action declined: role -> the path that run takes
+    roles: dict[str, list[str]] = field(default_factory=dict)
 
-    def target(self, cluster: Cluster, holder: "Holder | None" = None) -> dict:
+    def target(self, cluster: Cluster, holder: "Holder | None" = None, user: str | None = None) -> dict:
         """The [targets.NAME] table pointing kb at this cluster (or what the scenario put in front)."""
         if self.target_fn is not None:
             return self.target_fn(cluster, holder)
-        t = {"dsn": cluster.dsn(self.target_user, self.target_db), "description": f"sandbox: {self.name}"}
+        t = {"dsn": cluster.dsn(user or self.target_user, self.target_db), "description": f"sandbox: {self.name}"}
         if self.reserved:
             t["reserved_dsn"] = cluster.dsn("postgres", self.target_db)
         return t

@@ -12,8 +12,9 @@ def step_path(run: dict) -> list[str]:
     return path
 
 
-def drive(runs, sc, target: str, ident, max_steps: int = 60) -> dict:
-    """Start and advance a run of `sc.runbook` on `target` until it is no longer active."""
+def drive(runs, sc, target: str, ident, max_steps: int = 60, decline: bool = False) -> dict:
+    """Start and advance a run of `sc.runbook` on `target` until it is no longer active; with
+    `decline`, every action is declined whatever the scenario confirms."""
     run = runs.start(sc.runbook, target, sc.params, ident, auto=True)
     for _ in range(max_steps):
         cur = run["current"]
@@ -22,7 +23,8 @@ def drive(runs, sc, target: str, ident, max_steps: int = 60) -> dict:
         if cur["kind"] == "question":
             run = runs.advance(run["id"], ident, answer=sc.answers[cur["id"]], auto=True)
         elif cur["kind"] == "action":
-            run = runs.advance(run["id"], ident, confirm=sc.confirm.get(cur["id"], False), auto=True)
+            run = runs.advance(run["id"], ident, confirm=not decline and sc.confirm.get(cur["id"], False),
+                                auto=True)
         else:
             run = runs.advance(run["id"], ident, auto=True)
     return run
