@@ -19,8 +19,24 @@ def _healthy(c: Cluster, h: Holder) -> None:
     h.connect(app="web")
 
 
+@scenario("connections-young-idle-in-transaction", RB,
+          "Six sessions of `billing` idle in a transaction, all younger than the 60 s threshold.",
+          settings={"max_connections": 20, "superuser_reserved_connections": 3}, params={"idle_seconds": 60},
+          expect_path=["slots", "limits", "zombies-check", "healthy"],
+          expect_verdict="(6 are idle in a transaction for less, the longest ")
+def _young_idle_in_tx(c: Cluster, h: Holder) -> None:
+    for _ in range(6):
+        h.connect(user="app", app="billing", autocommit=False).execute("SELECT 1")
+
+
 @scenario("connections-no-slots", RB, "Every slot taken, the superuser-reserved ones included.", settings=CONN,
-          expect_path=["slots", "slots-reserved", "completely-full"])
+          expect_path=["slots", "slots-full", "completely-full"])
+@scenario("connections-no-slots-superuser", RB,
+          "Every slot taken, the superuser-reserved ones included; kb connects as the superuser `postgres` "
+          "and has no separate reserved connection.",
+          settings=CONN, target_user="postgres", reserved=False,
+          expect_path=["slots", "slots-full", "completely-full"],
+          expect_verdict="every connection slot is taken, the superuser-reserved ones included")
 def _no_slots(c: Cluster, h: Holder) -> None:
     h.hold(4, user="app", app="worker")
     h.hold(6, user="postgres", app="admin-script")
