@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import secrets
 
-from flask import Flask
+from flask import Flask, request
 
 from kb.service import Service
 from kb.settings import Config, load_config, shipped
@@ -21,9 +21,16 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
+# The runbook and run pages lay out their graph with Graphviz compiled to WebAssembly (static/vendor/viz).
+# Compiling WebAssembly needs 'wasm-unsafe-eval'; it permits WebAssembly only (JavaScript eval stays
+# refused), and only those two pages get it.
+GRAPH_PAGES = {"pages.runbook", "runs.show"}
+GRAPH_CSP = SECURITY_HEADERS["Content-Security-Policy"].replace("script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'")
 
 
 def _security_headers(resp):
+    if request.endpoint in GRAPH_PAGES and resp.mimetype == "text/html":
+        resp.headers.setdefault("Content-Security-Policy", GRAPH_CSP)
     for name, value in SECURITY_HEADERS.items():
         resp.headers.setdefault(name, value)
     return resp

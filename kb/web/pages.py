@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, redirect, request, url_for
 
 from kb.web import auth
+from kb.web.graph import runbook_graph
 from kb.web.present import limit_arg, present, service
 
 bp = Blueprint("pages", __name__, template_folder="../templates")
@@ -62,8 +63,11 @@ def runbooks():
 @bp.get("/runbooks/<rid>")
 @bp.get("/runbooks/<rid>.json")
 def runbook(rid: str):
-    return present("pages/runbook.html", service().runbook(rid), json_path=f"/runbooks/{rid}.json",
-                   cache_key=f"runbook:{rid}")
+    svc = service()
+    data = svc.runbook(rid)
+    graph = None if request.path.endswith(".json") else runbook_graph(svc.catalog.runbooks[rid])
+    return present("pages/runbook.html", data, json_path=f"/runbooks/{rid}.json", cache_key=f"runbook:{rid}",
+                   graph=graph)
 
 
 @bp.get("/healthz")
