@@ -6,6 +6,7 @@ from flask import Blueprint, Response, redirect, render_template, request
 
 from kb.errors import BadRequest
 from kb.web import auth
+from kb.web.graph import run_graph
 from kb.web.present import present, service
 
 bp = Blueprint("runs", __name__, template_folder="../templates")
@@ -53,8 +54,11 @@ def start():
 @bp.get("/runs/<run_id>.json")
 def show(run_id: str):
     ident = auth.require("reader")
-    run = service().runs.get(run_id, ident)
-    return present("runs/run.html", run, json_path=f"/runs/{run_id}.json")
+    svc = service()
+    run = svc.runs.get(run_id, ident)
+    rb = svc.catalog.runbooks.get(run["runbook"]["id"])
+    graph = run_graph(rb, run) if rb is not None and not request.path.endswith(".json") else None
+    return present("runs/run.html", run, json_path=f"/runs/{run_id}.json", graph=graph)
 
 
 @bp.post("/runs/<run_id>/advance")
