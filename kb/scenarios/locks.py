@@ -111,7 +111,8 @@ def _gone(c: Cluster, app: str) -> None:
 @scenario("idle-none-guarded", IDLE,
           "One session idle in a young transaction (below the 30 s threshold); role `app` has "
           "idle_in_transaction_session_timeout = 5min.",
-          params={"idle_seconds": 30}, expect_path=["find", "timeout-setting", "none-found"])
+          params={"idle_seconds": 30}, expect_path=["find", "timeout-setting", "none-found"],
+          roles={"postgres": ["find", "timeout-setting", "none-found"], "plain": ["find", "cannot-see"]})
 def _idle_none_guarded(c: Cluster, h: Holder) -> None:
     c.sql("ALTER ROLE app SET idle_in_transaction_session_timeout = '5min'")
     h.connect(user="app", app="web")
@@ -120,7 +121,8 @@ def _idle_none_guarded(c: Cluster, h: Holder) -> None:
 
 @scenario("idle-none-unguarded", IDLE,
           "Nothing idles in a transaction, but no timeout is configured anywhere.",
-          params={"idle_seconds": 30}, expect_path=["find", "timeout-setting", "no-timeout"])
+          params={"idle_seconds": 30}, expect_path=["find", "timeout-setting", "no-timeout"],
+          roles={"postgres": ["find", "timeout-setting", "no-timeout"], "plain": ["find", "cannot-see"]})
 def _idle_none_unguarded(c: Cluster, h: Holder) -> None:
     h.hold(2, user="app", app="web")
 
@@ -132,7 +134,8 @@ def _billing_gone(c: Cluster, h: Holder) -> None:
 @scenario("idle-terminated", IDLE,
           "Three `billing` sessions idle in transaction for more than 1 s, blocking nobody; terminated.",
           params={"idle_seconds": 1}, confirm={"terminate-idle": True}, verify=_billing_gone,
-          expect_path=["find", "terminate-idle", "terminated"])
+          expect_path=["find", "terminate-idle", "terminated"],
+          roles={"postgres": ["find", "terminate-idle", "idle-found"], "plain": ["find", "cannot-see"]})
 def _idle_terminated(c: Cluster, h: Holder) -> None:
     for _ in range(3):
         _idle_in_tx(h, "SELECT 1", app="billing")
@@ -147,7 +150,8 @@ def _billing_still_there(c: Cluster, h: Holder) -> None:
 @scenario("idle-declined", IDLE,
           "Two `billing` sessions idle in transaction for more than 1 s; the admin declines to terminate.",
           params={"idle_seconds": 1}, confirm={"terminate-idle": False}, verify=_billing_still_there,
-          expect_path=["find", "terminate-idle", "idle-found"])
+          expect_path=["find", "terminate-idle", "idle-found"],
+          roles={"postgres": ["find", "terminate-idle", "idle-found"], "plain": ["find", "cannot-see"]})
 def _idle_declined(c: Cluster, h: Holder) -> None:
     for _ in range(2):
         _idle_in_tx(h, "SELECT 1", app="billing")
@@ -173,7 +177,8 @@ def _waiter_went_on(c: Cluster, h: Holder) -> None:
 @scenario("idle-blocking-terminated", IDLE,
           "`checkout` sits idle in transaction holding a row lock that `worker` waits for; terminated.",
           params={"idle_seconds": 1}, confirm={"terminate-blockers": True}, verify=_waiter_went_on,
-          expect_path=["find", "terminate-blockers", "blockers-terminated"])
+          expect_path=["find", "terminate-blockers", "blockers-terminated"],
+          roles={"postgres": ["find", "terminate-blockers", "blocking-others"], "plain": ["find", "cannot-see"]})
 def _idle_blocking_terminated(c: Cluster, h: Holder) -> None:
     h.waiter = _blocking_setup(c, h)
 
@@ -187,7 +192,8 @@ def _waiter_still_waits(c: Cluster, h: Holder) -> None:
 @scenario("idle-blocking-declined", IDLE,
           "`checkout` sits idle in transaction holding a row lock that `worker` waits for; declined.",
           params={"idle_seconds": 1}, confirm={"terminate-blockers": False}, verify=_waiter_still_waits,
-          expect_path=["find", "terminate-blockers", "blocking-others"])
+          expect_path=["find", "terminate-blockers", "blocking-others"],
+          roles={"postgres": ["find", "terminate-blockers", "blocking-others"], "plain": ["find", "cannot-see"]})
 def _idle_blocking_declined(c: Cluster, h: Holder) -> None:
     h.waiter = _blocking_setup(c, h)
 
@@ -196,7 +202,8 @@ def _idle_blocking_declined(c: Cluster, h: Holder) -> None:
           "A superuser session idles in transaction; kb's `monitor` role (pg_signal_backend) may not end it.",
           params={"idle_seconds": 1}, confirm={"terminate-idle": True},
           verify=lambda c, h: _wait_for(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'psql-admin'"),
-          expect_path=["find", "terminate-idle", "no-privilege"])
+          expect_path=["find", "terminate-idle", "no-privilege"],
+          roles={"postgres": ["find", "terminate-idle", "idle-found"], "plain": ["find", "cannot-see"]})
 def _idle_superuser(c: Cluster, h: Holder) -> None:
     _idle_in_tx(h, "SELECT 1", user="postgres", app="psql-admin")
     time.sleep(1.2)
@@ -213,7 +220,8 @@ def _idle_hidden(c: Cluster, h: Holder) -> None:
 # --- lock-waits --------------------------------------------------------------------------------
 
 @scenario("locks-none", LOCKS, "Busy but healthy: sessions idle and one short transaction, nobody waits on a lock.",
-          params={"wait_seconds": 1}, expect_path=["waits", "no-waits"])
+          params={"wait_seconds": 1}, expect_path=["waits", "no-waits"],
+          roles={"postgres": ["waits", "no-waits"], "plain": ["waits", "no-waits-unseen"]})
 def _locks_none(c: Cluster, h: Holder) -> None:
     _table(c)
     h.hold(2, user="app", app="web")
@@ -243,7 +251,8 @@ def _waiters_went_on(c: Cluster, h: Holder) -> None:
 @scenario("locks-idle-blocker", LOCKS,
           "`checkout` sits idle in transaction on row 1; `worker` and `report` queue behind it; terminated.",
           params={"wait_seconds": 1}, confirm={"terminate-idle-root": True}, verify=_waiters_went_on,
-          expect_path=["waits", "root", "terminate-idle-root", "recheck-terminate", "root-terminated"])
+          expect_path=["waits", "root", "terminate-idle-root", "recheck-terminate", "root-terminated"],
+          roles={"postgres": ["waits", "root", "terminate-idle-root", "blocker-idle-in-transaction"], "plain": ["waits", "root", "cannot-see"]})
 def _locks_idle_blocker(c: Cluster, h: Holder) -> None:
     _row_lock_chain(c, h)
 
@@ -252,7 +261,8 @@ def _locks_idle_blocker(c: Cluster, h: Holder) -> None:
           "`checkout` sits idle in transaction on row 1 with two sessions queued; the admin declines.",
           params={"wait_seconds": 1}, confirm={"terminate-idle-root": False},
           verify=lambda c, h: _waiters_still_wait(h),
-          expect_path=["waits", "root", "terminate-idle-root", "blocker-idle-in-transaction"])
+          expect_path=["waits", "root", "terminate-idle-root", "blocker-idle-in-transaction"],
+          roles={"postgres": ["waits", "root", "terminate-idle-root", "blocker-idle-in-transaction"], "plain": ["waits", "root", "cannot-see"]})
 def _locks_idle_blocker_declined(c: Cluster, h: Holder) -> None:
     _row_lock_chain(c, h)
 
@@ -260,7 +270,8 @@ def _locks_idle_blocker_declined(c: Cluster, h: Holder) -> None:
 @scenario("locks-superuser-blocker", LOCKS,
           "A superuser session idles in transaction on row 1; kb's `monitor` (pg_signal_backend) may not end it.",
           params={"wait_seconds": 1}, confirm={"terminate-idle-root": True},
-          expect_path=["waits", "root", "terminate-idle-root", "no-privilege"])
+          expect_path=["waits", "root", "terminate-idle-root", "no-privilege"],
+          roles={"postgres": ["waits", "root", "terminate-idle-root", "blocker-idle-in-transaction"], "plain": ["waits", "root", "cannot-see"]})
 def _locks_superuser_blocker(c: Cluster, h: Holder) -> None:
     _row_lock_chain(c, h, holder_user="postgres")
 
@@ -292,7 +303,8 @@ def _sleeper_cancelled(c: Cluster, h: Holder) -> None:
           "A 30 s statement of `nightly-batch` holds row 1; `worker` waits; the admin cancels the statement.",
           params={"wait_seconds": 1}, answers={"cancel-or-terminate": "cancel"}, confirm={"cancel-root": True},
           verify=_sleeper_cancelled,
-          expect_path=["waits", "root", "cancel-or-terminate", "cancel-root", "recheck-cancel", "root-cancelled"])
+          expect_path=["waits", "root", "cancel-or-terminate", "cancel-root", "recheck-cancel", "root-cancelled"],
+          roles={"postgres": ["waits", "root", "cancel-or-terminate", "cancel-root", "blocker-long-query"], "plain": ["waits", "root", "cannot-see"]})
 def _locks_long_query_cancel(c: Cluster, h: Holder) -> None:
     _long_update(c, h)
 
@@ -309,7 +321,8 @@ def _next_in_line_holds(c: Cluster, h: Holder) -> None:
           params={"wait_seconds": 1}, answers={"cancel-or-terminate": "cancel"}, confirm={"cancel-root": True},
           verify=_next_in_line_holds,
           expect_path=["waits", "root", "cancel-or-terminate", "cancel-root", "recheck-cancel", "still-blocked"],
-          expect_verdict="1 session(s) still wait")
+          expect_verdict="1 session(s) still wait",
+          roles={"postgres": ["waits", "root", "cancel-or-terminate", "cancel-root", "blocker-long-query"], "plain": ["waits", "root", "cannot-see"]})
 def _locks_cancel_then_next_blocker(c: Cluster, h: Holder) -> None:
     _table(c)
     batch = "WITH u AS (UPDATE public.items SET name = '{}' WHERE id = 1 RETURNING id) SELECT pg_sleep(30) FROM u"
@@ -329,7 +342,8 @@ def _sleeper_terminated(c: Cluster, h: Holder) -> None:
           "A 30 s statement of `nightly-batch` holds row 1; `worker` waits; the admin ends the session.",
           params={"wait_seconds": 1}, answers={"cancel-or-terminate": "terminate"},
           confirm={"terminate-running-root": True}, verify=_sleeper_terminated,
-          expect_path=["waits", "root", "cancel-or-terminate", "terminate-running-root", "recheck-terminate", "root-terminated"])
+          expect_path=["waits", "root", "cancel-or-terminate", "terminate-running-root", "recheck-terminate", "root-terminated"],
+          roles={"postgres": ["waits", "root", "cancel-or-terminate", "terminate-running-root", "blocker-long-query"], "plain": ["waits", "root", "cannot-see"]})
 def _locks_long_query_terminate(c: Cluster, h: Holder) -> None:
     _long_update(c, h)
 
@@ -337,7 +351,8 @@ def _locks_long_query_terminate(c: Cluster, h: Holder) -> None:
 @scenario("locks-long-query-leave", LOCKS,
           "A 30 s statement of `nightly-batch` holds row 1; `worker` waits; the admin lets it finish.",
           params={"wait_seconds": 1}, answers={"cancel-or-terminate": "leave"},
-          expect_path=["waits", "root", "cancel-or-terminate", "blocker-long-query"])
+          expect_path=["waits", "root", "cancel-or-terminate", "blocker-long-query"],
+          roles={"postgres": ["waits", "root", "cancel-or-terminate", "blocker-long-query"], "plain": ["waits", "root", "cannot-see"]})
 def _locks_long_query_leave(c: Cluster, h: Holder) -> None:
     _long_update(c, h)
 
@@ -361,7 +376,8 @@ def _ddl_cancelled(c: Cluster, h: Holder) -> None:
 @scenario("locks-ddl-queue", LOCKS,
           "ALTER TABLE waits behind a 30 s report and two plain SELECTs queue behind the ALTER; the DDL is cancelled.",
           params={"wait_seconds": 1}, confirm={"cancel-ddl": True}, verify=_ddl_cancelled,
-          expect_path=["waits", "root", "cancel-ddl", "recheck-ddl", "ddl-cancelled"])
+          expect_path=["waits", "root", "cancel-ddl", "recheck-ddl", "ddl-cancelled"],
+          roles={"postgres": ["waits", "root", "cancel-ddl", "ddl-queue"], "plain": ["waits", "root", "cancel-ddl", "ddl-queue"]})
 def _locks_ddl_queue(c: Cluster, h: Holder) -> None:
     _ddl_queue(c, h)
 
@@ -369,7 +385,8 @@ def _locks_ddl_queue(c: Cluster, h: Holder) -> None:
 @scenario("locks-ddl-queue-declined", LOCKS,
           "ALTER TABLE waits behind a 30 s report with two SELECTs queued behind it; the admin declines.",
           params={"wait_seconds": 1}, confirm={"cancel-ddl": False},
-          expect_path=["waits", "root", "cancel-ddl", "ddl-queue"])
+          expect_path=["waits", "root", "cancel-ddl", "ddl-queue"],
+          roles={"postgres": ["waits", "root", "cancel-ddl", "ddl-queue"], "plain": ["waits", "root", "cancel-ddl", "ddl-queue"]})
 def _locks_ddl_queue_declined(c: Cluster, h: Holder) -> None:
     _ddl_queue(c, h)
 
@@ -377,7 +394,8 @@ def _locks_ddl_queue_declined(c: Cluster, h: Holder) -> None:
 @scenario("locks-prepared", LOCKS,
           "A prepared transaction (two-phase commit left behind) holds row 1; `worker` waits for it.",
           settings={"max_prepared_transactions": 2}, params={"wait_seconds": 1},
-          expect_path=["waits", "root", "prepared-blocker"])
+          expect_path=["waits", "root", "prepared-blocker"],
+          roles={"postgres": ["waits", "root", "prepared-blocker"], "plain": ["waits", "root", "prepared-blocker"]})
 def _locks_prepared(c: Cluster, h: Holder) -> None:
     _table(c)
     conn = h.connect(user="app", app="xa-coordinator", autocommit=False)
@@ -429,7 +447,8 @@ def _deadlock(c: Cluster, rounds: int = 1) -> None:
 @scenario("deadlocks-transfers", DEADLOCKS,
           "Two transfers updated accounts 1 and 2 in opposite order, twice; log_lock_waits is on.",
           settings={**FAST_DEADLOCKS, "log_lock_waits": "on"}, answers={"pattern": "several-rows"},
-          expect_path=["counter", "logging", "current-waits", "pattern", "lock-order"])
+          expect_path=["counter", "logging", "current-waits", "pattern", "lock-order"],
+          roles={"postgres": ["counter", "logging", "current-waits", "pattern", "lock-order"], "plain": ["counter", "logging", "current-waits", "pattern", "lock-order"]})
 def _deadlocks_transfers(c: Cluster, h: Holder) -> None:
     _accounts(c)
     _deadlock(c, rounds=2)
@@ -438,7 +457,8 @@ def _deadlocks_transfers(c: Cluster, h: Holder) -> None:
 @scenario("deadlocks-queue", DEADLOCKS,
           "A deadlock was recorded; the person says queue workers hit it.",
           settings={**FAST_DEADLOCKS, "log_lock_waits": "on"}, answers={"pattern": "queue-workers"},
-          expect_path=["counter", "logging", "current-waits", "pattern", "queue-workers"])
+          expect_path=["counter", "logging", "current-waits", "pattern", "queue-workers"],
+          roles={"postgres": ["counter", "logging", "current-waits", "pattern", "queue-workers"], "plain": ["counter", "logging", "current-waits", "pattern", "queue-workers"]})
 def _deadlocks_queue(c: Cluster, h: Holder) -> None:
     _accounts(c)
     _deadlock(c)
@@ -447,7 +467,8 @@ def _deadlocks_queue(c: Cluster, h: Holder) -> None:
 @scenario("deadlocks-unlogged", DEADLOCKS,
           "A deadlock was recorded, but log_lock_waits is off.",
           settings={**FAST_DEADLOCKS, "log_lock_waits": "off"},
-          expect_path=["counter", "logging", "deadlocks-logging-off"])
+          expect_path=["counter", "logging", "deadlocks-logging-off"],
+          roles={"postgres": ["counter", "logging", "deadlocks-logging-off"], "plain": ["counter", "logging", "deadlocks-logging-off"]})
 def _deadlocks_unlogged(c: Cluster, h: Holder) -> None:
     _accounts(c)
     _deadlock(c)
@@ -456,7 +477,8 @@ def _deadlocks_unlogged(c: Cluster, h: Holder) -> None:
 @scenario("deadlocks-with-waits", DEADLOCKS,
           "A deadlock was recorded, and `checkout` idles in transaction on account 3 while `worker` waits for it.",
           settings={**FAST_DEADLOCKS, "log_lock_waits": "on"},
-          expect_path=["counter", "logging", "current-waits", "deadlocks-with-waits"])
+          expect_path=["counter", "logging", "current-waits", "deadlocks-with-waits"],
+          roles={"postgres": ["counter", "logging", "current-waits", "deadlocks-with-waits"], "plain": ["counter", "logging", "current-waits", "deadlocks-with-waits"]})
 def _deadlocks_with_waits(c: Cluster, h: Holder) -> None:
     _accounts(c)
     _deadlock(c)
@@ -469,7 +491,8 @@ def _deadlocks_with_waits(c: Cluster, h: Holder) -> None:
 
 @scenario("deadlocks-none", DEADLOCKS,
           "Transfers run in a consistent order: no deadlock; log_lock_waits is on.",
-          settings={**FAST_DEADLOCKS, "log_lock_waits": "on"}, expect_path=["counter", "logging-quiet", "none-recorded"])
+          settings={**FAST_DEADLOCKS, "log_lock_waits": "on"}, expect_path=["counter", "logging-quiet", "none-recorded"],
+          roles={"postgres": ["counter", "logging-quiet", "none-recorded"], "plain": ["counter", "logging-quiet", "none-recorded-unseen"]})
 def _deadlocks_none(c: Cluster, h: Holder) -> None:
     _accounts(c)
     with psycopg.connect(c.dsn("app", "shop")) as conn:
@@ -479,7 +502,8 @@ def _deadlocks_none(c: Cluster, h: Holder) -> None:
 
 @scenario("deadlocks-none-unlogged", DEADLOCKS,
           "No deadlock recorded, with the default log_lock_waits = off.",
-          settings={"log_lock_waits": "off"}, expect_path=["counter", "logging-quiet", "none-recorded-unlogged"])
+          settings={"log_lock_waits": "off"}, expect_path=["counter", "logging-quiet", "none-recorded-unlogged"],
+          roles={"postgres": ["counter", "logging-quiet", "none-recorded-unlogged"], "plain": ["counter", "logging-quiet", "none-recorded-unlogged"]})
 def _deadlocks_none_unlogged(c: Cluster, h: Holder) -> None:
     _accounts(c)
 

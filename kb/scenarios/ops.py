@@ -158,25 +158,29 @@ def _hba(c: Cluster, lines: list[str]) -> None:
 
 
 @scenario("auth-missing-role", AUTH, "The client logs in as `ghost`, which does not exist.",
-          params={"role": "ghost"}, expect_path=["role", "role-missing"])
+          params={"role": "ghost"}, expect_path=["role", "role-missing"],
+          roles={"postgres": ["role", "role-missing"], "plain": ["role", "role-missing"]})
 def _auth_missing(c: Cluster, h: Holder) -> None:
     pass
 
 
 @scenario("auth-role-case", AUTH, "Role \"Reporting\" was created quoted; the client logs in as `reporting`.",
-          params={"role": "reporting"}, expect_path=["role", "role-case"])
+          params={"role": "reporting"}, expect_path=["role", "role-case"],
+          roles={"postgres": ["role", "role-case"], "plain": ["role", "role-case"]})
 def _auth_case(c: Cluster, h: Holder) -> None:
     c.sql('CREATE ROLE "Reporting" LOGIN')
 
 
 @scenario("auth-nologin", AUTH, "The client logs in as `analysts`, a group role without LOGIN.",
-          params={"role": "analysts"}, expect_path=["role", "role-nologin"])
+          params={"role": "analysts"}, expect_path=["role", "role-nologin"],
+          roles={"postgres": ["role", "role-nologin"], "plain": ["role", "role-nologin"]})
 def _auth_nologin(c: Cluster, h: Holder) -> None:
     c.sql("CREATE ROLE analysts NOLOGIN")
 
 
 @scenario("auth-expired", AUTH, "Role `etl` has a password VALID UNTIL 2001.",
-          params={"role": "etl"}, expect_path=["role", "password-expired"])
+          params={"role": "etl"}, expect_path=["role", "password-expired"],
+          roles={"postgres": ["role", "password-expired"], "plain": ["role", "password-expired"]})
 def _auth_expired(c: Cluster, h: Holder) -> None:
     c.sql("CREATE ROLE etl LOGIN PASSWORD 'etl-secret' VALID UNTIL '2001-01-01'")
 
@@ -184,7 +188,8 @@ def _auth_expired(c: Cluster, h: Holder) -> None:
 @scenario("auth-no-hba-rule", AUTH,
           "pg_hba.conf lets `app` reach only database postgres over TCP; the client asks for `shop`.",
           params={"role": "app", "database": "shop"},
-          expect_path=["role", "hba", "hba-reserved", "no-hba-rule"])
+          expect_path=["role", "hba", "hba-reserved", "no-hba-rule"],
+          roles={"postgres": ["role", "hba", "no-hba-rule"], "plain": ["role", "cannot-connect"]})
 def _auth_no_rule(c: Cluster, h: Holder) -> None:
     _hba(c, ["host postgres app 127.0.0.1/32 scram-sha-256"])
 
@@ -192,7 +197,8 @@ def _auth_no_rule(c: Cluster, h: Holder) -> None:
 @scenario("auth-md5-under-scram", AUTH,
           "Role `legacy` has an MD5 password hash and its pg_hba.conf rule requires scram-sha-256.",
           params={"role": "legacy", "database": "shop"},
-          expect_path=["role", "hba", "hba-reserved", "md5-under-scram"])
+          expect_path=["role", "hba", "hba-reserved", "md5-under-scram"],
+          roles={"postgres": ["role", "hba", "md5-under-scram"], "plain": ["role", "cannot-connect"]})
 def _auth_md5(c: Cluster, h: Holder) -> None:
     md5 = "md5" + hashlib.md5(b"legacy-secret" + b"legacy").hexdigest()
     c.sql(f"CREATE ROLE legacy LOGIN PASSWORD '{md5}'")
@@ -201,7 +207,8 @@ def _auth_md5(c: Cluster, h: Holder) -> None:
 
 @scenario("auth-peer", AUTH, "`app` logs in over the Unix socket, where pg_hba.conf asks for peer authentication.",
           params={"role": "app", "connection": "local"},
-          expect_path=["role", "hba", "hba-reserved", "peer-mismatch"])
+          expect_path=["role", "hba", "hba-reserved", "peer-mismatch"],
+          roles={"postgres": ["role", "hba", "peer-mismatch"], "plain": ["role", "hba", "hba-reserved", "peer-mismatch"]})
 def _auth_peer(c: Cluster, h: Holder) -> None:
     (c.data / "pg_hba.conf").write_text("local all postgres trust\nlocal all all peer\n"
                                         "host all all 127.0.0.1/32 trust\n")
@@ -210,7 +217,8 @@ def _auth_peer(c: Cluster, h: Holder) -> None:
 
 @scenario("auth-no-password", AUTH, "`app` has no password; its rule for database shop asks for scram-sha-256.",
           params={"role": "app", "database": "shop"},
-          expect_path=["role", "hba", "hba-reserved", "no-password"])
+          expect_path=["role", "hba", "hba-reserved", "no-password"],
+          roles={"postgres": ["role", "hba", "no-password"], "plain": ["role", "cannot-connect"]})
 def _auth_no_password(c: Cluster, h: Holder) -> None:
     _hba(c, ["host shop app 127.0.0.0/8 scram-sha-256"])
 
@@ -218,7 +226,8 @@ def _auth_no_password(c: Cluster, h: Holder) -> None:
 @scenario("auth-no-superuser", AUTH,
           "kb's role (pg_monitor) may not read pg_hba_file_rules and the target has no reserved connection.",
           params={"role": "app"}, reserved=False,
-          expect_path=["role", "hba", "hba-reserved", "need-superuser"])
+          expect_path=["role", "hba", "hba-reserved", "need-superuser"],
+          roles={"postgres": ["role", "hba", "looks-fine"], "plain": ["role", "hba", "hba-reserved", "need-superuser"]})
 def _auth_no_superuser(c: Cluster, h: Holder) -> None:
     pass
 
