@@ -46,6 +46,18 @@ def server_major(cluster, holder) -> int:
     return cluster.sql("SELECT current_setting('server_version_num')::int")[0][0] // 10000
 
 
+def assert_words_filled(run) -> None:
+    """The words a reader gets (each branch's say, the verdict and body, the summary chat shows) have
+    every placeholder filled with a value the run saw: no raw braces, no '(not seen)'."""
+    from kb.runbooks.conditions import NOT_SEEN, PLACEHOLDER
+
+    c = run.get("conclusion") or {}
+    words = [s["branch"]["say"] for s in run["steps"] if s.get("branch") and s["branch"].get("say")]
+    words += [c.get("verdict") or "", c.get("body") or "", run["summary"]]
+    for text in words:
+        assert not PLACEHOLDER.search(text) and NOT_SEEN not in text, text
+
+
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
 def test_scenario_path(name, config_factory, server_bindir, request):
     from kb.service import Service
@@ -64,11 +76,13 @@ def test_scenario_path(name, config_factory, server_bindir, request):
             other = drive(svc.runs, sc, f"as-{role}", ADMIN, decline=True)
             assert (role, step_path(other)) == (role, path), svc.runs.transcript(other["id"], ADMIN)
             assert other["status"] == "finished", other["summary"]
+            assert_words_filled(other)
             if role == "plain":  # a role that cannot see other sessions never reports them healthy
                 assert other["outcome"] != "healthy", other["conclusion"]
         run = drive(svc.runs, sc, "t", ADMIN)
         assert step_path(run) == sc.expect_path, svc.runs.transcript(run["id"], ADMIN)
         assert run["status"] == "finished", run["summary"]
+        assert_words_filled(run)
         assert run["conclusion"]["step_id"] == sc.expect_path[-1]
         if sc.target_user == "plain":
             assert run["outcome"] != "healthy", run["conclusion"]
