@@ -72,7 +72,8 @@ def test_scenario_path(name, config_factory, server_bindir, request):
         targets.update({f"as-{role}": sc.target(cluster, holder, user=role) for role in sc.roles})
         svc = Service.from_config(config_factory(targets=targets, store_url=store_url))
         # the same state as the other roles first, declining every action so the state stays as it is
-        for role, path in sc.roles.items():
+        for role in sc.roles:
+            path = sc.role_path(role, major)
             other = drive(svc.runs, sc, f"as-{role}", ADMIN, decline=True)
             assert (role, step_path(other)) == (role, path), svc.runs.transcript(other["id"], ADMIN)
             assert other["status"] == "finished", other["summary"]

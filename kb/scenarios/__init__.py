@@ -99,6 +99,15 @@ class Scenario:
     # the same state diagnosed as other roles (`postgres` the superuser, `monitor` with pg_monitor,
     # `plain` with neither), every action declined: role -> the path that run takes
     roles: dict[str, list[str]] = field(default_factory=dict)
+    # where an older major shows a role less: {N: {role: path}} is the path on majors below N
+    roles_before: dict[int, dict[str, list[str]]] = field(default_factory=dict)
+
+    def role_path(self, role: str, major: int) -> list[str]:
+        """The path the run as `role` takes on PostgreSQL `major`."""
+        for below, paths in sorted(self.roles_before.items()):
+            if major < below and role in paths:
+                return paths[role]
+        return self.roles[role]
 
     def target(self, cluster: Cluster, holder: "Holder | None" = None, user: str | None = None) -> dict:
         """The [targets.NAME] table pointing kb at this cluster (or what the scenario put in front)."""

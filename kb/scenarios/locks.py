@@ -478,7 +478,10 @@ def _deadlocks_unlogged(c: Cluster, h: Holder) -> None:
           "A deadlock was recorded, and `checkout` idles in transaction on account 3 while `worker` waits for it.",
           settings={**FAST_DEADLOCKS, "log_lock_waits": "on"},
           expect_path=["counter", "logging", "current-waits", "deadlocks-with-waits"],
-          roles={"postgres": ["counter", "logging", "current-waits", "deadlocks-with-waits"], "plain": ["counter", "logging", "current-waits", "deadlocks-with-waits"]})
+          roles={"postgres": ["counter", "logging", "current-waits", "deadlocks-with-waits"],
+                 "plain": ["counter", "logging", "current-waits", "deadlocks-with-waits"]},
+          # 13 has no pg_locks.waitstart: a wait is timed by query_start, hidden from a plain role
+          roles_before={14: {"plain": ["counter", "logging", "current-waits", "waits-untimed"]}})
 def _deadlocks_with_waits(c: Cluster, h: Holder) -> None:
     _accounts(c)
     _deadlock(c)
