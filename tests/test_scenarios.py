@@ -64,6 +64,8 @@ def test_scenario_path(name, config_factory, server_bindir, request):
 
     sc = scenarios.SCENARIOS[name]
     major = request.node.callspec.params["server_bindir"]
+    if sc.min_version and major < sc.min_version:
+        pytest.skip(f"{name} needs PostgreSQL {sc.min_version} or later")
     store_url = None if major == SQLITE_MAJOR else request.getfixturevalue("pg_store")
     cluster, holder = scenarios.start(name, bindir=server_bindir)
     try:

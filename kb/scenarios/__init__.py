@@ -101,6 +101,7 @@ class Scenario:
     roles: dict[str, list[str]] = field(default_factory=dict)
     # where an older major shows a role less: {N: {role: path}} is the path on majors below N
     roles_before: dict[int, dict[str, list[str]]] = field(default_factory=dict)
+    min_version: int | None = None  # the oldest server major the state can be reproduced on
 
     def role_path(self, role: str, major: int) -> list[str]:
         """The path the run as `role` takes on PostgreSQL `major`."""
