@@ -116,31 +116,66 @@ def _healthy(c: Cluster, h: Holder) -> None:
 
 # --- xid-wraparound ---------------------------------------------------------------------------------
 XID = "xid-wraparound"
-# A fresh cluster is a few dozen XIDs old, so the scenarios burn 1,000 XIDs (after creating whatever
-# holds the horizon) and measure against thresholds of 500: age_pct 0.5 of autovacuum_freeze_max_age
-# 100,000 (its minimum) and holder_min_age 500. Autovacuum workers that start meanwhile have young
-# snapshots and stay below that.
+# A fresh cluster is a few hundred XIDs old, so the scenarios burn 1,000 XIDs (after creating whatever
+# holds the horizon) and measure against thresholds of 500: age_pct and holder_pct 0.5 of
+# autovacuum_freeze_max_age 100,000 (its minimum). Autovacuum workers that start meanwhile have young
+# snapshots, and their xmin does not count anyway. Nothing reaches 100,000, so no anti-wraparound
+# autovacuum starts while a scenario runs.
 XID_SETTINGS = {"autovacuum_freeze_max_age": 100000}
-XID_PARAMS = {"age_pct": 0.5, "holder_min_age": 500}
+XID_PARAMS = {"age_pct": 0.5, "holder_pct": 0.5}
+# the path of a state whatever role looks at it: none of these needs more than every role can read
+# (pg_database, pg_class, pg_prepared_xacts, pg_replication_slots, and the xmin of every session)
+_HORIZON = ["databases", "horizon"]
+_TABLES = ["databases", "horizon", "oldest-tables"]
+_KEPT = ["databases", "horizon", "terminate-holders", "holders-kept", "long-transaction"]
+
+
+def _same(path: list[str]) -> dict[str, list[str]]:
+    return {"postgres": path, "plain": path}
 
 
 def _burn_xids(c: Cluster, n: int = 1000) -> None:
-    """Consume `n` transaction IDs, one autocommitted txid_current() each."""
+    """Consume `n` transaction IDs: txid_current() in a DO block that commits after each."""
     with psycopg.connect(c.dsn(), autocommit=True) as conn:
-        for _ in range(n):
-            conn.execute("SELECT txid_current()")
+        conn.execute(f"DO $$ BEGIN FOR i IN 1..{int(n)} LOOP PERFORM txid_current(); COMMIT; END LOOP; END $$")
+
+
+def _freeze(c: Cluster, *dbnames: str) -> None:
+    """A database-wide VACUUM (FREEZE) in each database (scenario setup: make them young)."""
+    for db in dbnames:
+        c.sql("VACUUM (FREEZE)", dbname=db)
+
+
+def _snapshot(h: Holder, app: str, dbname: str = "postgres") -> psycopg.Connection:
+    """A session of `app` holding a REPEATABLE READ snapshot and an XID, left idle in its transaction."""
+    conn = h.connect(user="app", dbname=dbname, app=app, autocommit=False)
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    conn.execute("SELECT txid_current()")  # assigns an XID; the snapshot was taken by this first query
+    return conn
 
 
 @scenario("xid-healthy", XID, "A fresh cluster with default thresholds: nothing is old.",
-          expect_path=["databases", "healthy"])
+          expect_path=["databases", "healthy"],
+          roles={"postgres": ["databases", "healthy"], "plain": ["databases", "not-behind-hidden"]})
 def _xid_healthy(c: Cluster, h: Holder) -> None:
+    h.connect(user="app", app="web")
+
+
+@scenario("xid-hidden-sessions", XID,
+          "The same fresh cluster, diagnosed as `plain`: other roles' sessions show no type, state or start.",
+          target_user="plain", expect_path=["databases", "not-behind-hidden"],
+          expect_verdict="GRANT pg_monitor (or pg_read_all_stats) to plain",
+          roles={"postgres": ["databases", "healthy"], "monitor": ["databases", "healthy"]})
+def _xid_hidden(c: Cluster, h: Holder) -> None:
     h.connect(user="app", app="web")
 
 
 @scenario("xid-prepared-transaction", XID,
           "A transaction PREPAREd as 'batch-42' and never committed, 1,000 XIDs ago.",
           settings={**XID_SETTINGS, "max_prepared_transactions": 5}, params=XID_PARAMS,
-          expect_path=["databases", "horizon", "prepared-transaction"])
+          expect_path=_HORIZON + ["prepared-transaction"],
+          expect_verdict="Prepared transaction batch-42 (owner app, database postgres)",
+          roles=_same(_HORIZON + ["prepared-transaction"]))
 def _xid_prepared(c: Cluster, h: Holder) -> None:
     c.sql("CREATE TABLE public.ledger (id int PRIMARY KEY, amount int)")
     c.sql("GRANT ALL ON public.ledger TO app")
@@ -160,26 +195,93 @@ def _holder_gone(c: Cluster, h: Holder) -> None:
           "Application `reporting` holds a REPEATABLE READ transaction with an XID and a snapshot; "
           "1,000 XIDs pass; the admin terminates it.",
           settings=XID_SETTINGS, params=XID_PARAMS, confirm={"terminate-holders": True}, verify=_holder_gone,
-          expect_path=["databases", "horizon", "terminate-holders", "horizon-released"])
+          expect_path=_HORIZON + ["terminate-holders", "horizon-released"],
+          expect_verdict="session(s) of postgres whose xmin held its horizon back",
+          roles=_same(_KEPT))
 def _xid_long_tx(c: Cluster, h: Holder) -> None:
-    conn = h.connect(user="app", app="reporting", autocommit=False)
-    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    conn.execute("SELECT txid_current()")  # assigns an XID; the snapshot was taken by this first query
+    _snapshot(h, "reporting")
     _burn_xids(c)
 
 
 @scenario("xid-long-transaction-kept", XID,
           "Same REPEATABLE READ transaction as xid-long-transaction; the admin declines to terminate it.",
           settings=XID_SETTINGS, params=XID_PARAMS, confirm={"terminate-holders": False},
-          expect_path=["databases", "horizon", "terminate-holders", "long-transaction"])
+          expect_path=_KEPT, expect_verdict="(reporting, role app, idle in transaction)",
+          roles=_same(_KEPT))
 def _xid_long_tx_kept(c: Cluster, h: Holder) -> None:
     _xid_long_tx(c, h)
+
+
+@scenario("xid-holder-past-threshold", XID,
+          "Application `etl` holds a snapshot while 60,000 XIDs pass, far below a fixed million but 60% of "
+          "autovacuum_freeze_max_age (100,000); holder_pct is left at its default of 50%.",
+          settings=XID_SETTINGS, params={"age_pct": 0.5}, confirm={"terminate-holders": False},
+          expect_path=_KEPT, expect_verdict="past 50000 (50% of autovacuum_freeze_max_age 100000)",
+          roles=_same(_KEPT))
+def _xid_holder_past(c: Cluster, h: Holder) -> None:
+    _snapshot(h, "etl")
+    _burn_xids(c, 60000)
+
+
+@scenario("xid-holder-below-threshold", XID,
+          "60,000 XIDs pass, then application `etl` opens a snapshot and 1,000 more pass: its xmin is "
+          "1,000 XIDs old, below 50% of autovacuum_freeze_max_age, so the old tables are what matters.",
+          settings=XID_SETTINGS, params={"age_pct": 0.5},
+          expect_path=_TABLES + ["vacuum-oldest"], expect_verdict="Nothing holds postgres's own tables back",
+          roles=_same(_TABLES + ["vacuum-oldest"]))
+def _xid_holder_below(c: Cluster, h: Holder) -> None:
+    _burn_xids(c, 60000)
+    _snapshot(h, "etl")
+    _burn_xids(c)
+
+
+@scenario("xid-session-other-database", XID,
+          "1,000 XIDs pass and `shop` and template1 are frozen; then application `reporting` holds a snapshot "
+          "in `shop` while 700 more pass. `postgres` (kb's database) is the oldest; the session in `shop` "
+          "does not hold its tables back.",
+          settings=XID_SETTINGS, params=XID_PARAMS,
+          expect_path=_TABLES + ["vacuum-oldest"], expect_verdict="Nothing holds postgres's own tables back",
+          roles=_same(_TABLES + ["vacuum-oldest"]))
+def _xid_other_db_session(c: Cluster, h: Holder) -> None:
+    _burn_xids(c)
+    _freeze(c, "shop", "template1")
+    _snapshot(h, "reporting", dbname="shop")
+    _burn_xids(c, 700)
+
+
+@scenario("xid-shared-catalogs", XID,
+          "Application `reporting` holds a snapshot in `shop` while 700 XIDs pass, then every database is "
+          "frozen: the tables of `postgres` are young, but its shared catalogs stay held back by that session.",
+          settings=XID_SETTINGS, params=XID_PARAMS,
+          expect_path=_TABLES + ["shared-catalogs"], expect_verdict="(reporting, role app) in database shop",
+          roles=_same(_TABLES + ["shared-catalogs"]))
+def _xid_shared_catalogs(c: Cluster, h: Holder) -> None:
+    _burn_xids(c, 300)
+    _freeze(c, "shop", "template1")
+    _snapshot(h, "reporting", dbname="shop")
+    _burn_xids(c, 700)
+    _freeze(c, "postgres", "shop", "template1")
+
+
+@scenario("xid-temp-table", XID,
+          "Application `importer` created the temporary table `staging` and stays connected, idle; 1,000 XIDs "
+          "pass and every database is frozen, which skips other sessions' temporary tables.",
+          settings=XID_SETTINGS, params=XID_PARAMS,
+          expect_path=_TABLES + ["temp-table"], expect_verdict="(importer, role app)",
+          roles=_same(_TABLES + ["temp-table"]))
+def _xid_temp_table(c: Cluster, h: Holder) -> None:
+    conn = h.connect(user="app", app="importer")
+    conn.execute("CREATE TEMP TABLE staging (id int, qty int)")
+    conn.execute("INSERT INTO staging VALUES (1, 10)")
+    _burn_xids(c)
+    _freeze(c, "postgres", "shop", "template1")
 
 
 @scenario("xid-logical-slot", XID,
           "A logical replication slot (test_decoding) nobody consumes; its catalog_xmin stays 1,000 XIDs behind.",
           settings={**XID_SETTINGS, "wal_level": "logical"}, params=XID_PARAMS,
-          expect_path=["databases", "horizon", "replication-slot"])
+          expect_path=_HORIZON + ["replication-slot"], expect_verdict="replication slot cdc_orders (logical, inactive)",
+          roles=_same(_HORIZON + ["replication-slot"]))
 def _xid_slot(c: Cluster, h: Holder) -> None:
     c.sql("SELECT pg_create_logical_replication_slot('cdc_orders', 'test_decoding')")
     _burn_xids(c)
@@ -187,15 +289,17 @@ def _xid_slot(c: Cluster, h: Holder) -> None:
 
 @scenario("xid-autovacuum-off", XID, "autovacuum = off and 1,000 XIDs consumed; nothing holds the horizon.",
           settings={**XID_SETTINGS, "autovacuum": "off"}, params=XID_PARAMS,
-          expect_path=["databases", "horizon", "oldest-tables", "autovacuum-off"])
+          expect_path=_TABLES + ["autovacuum-off"], roles=_same(_TABLES + ["autovacuum-off"]))
 def _xid_autovacuum_off(c: Cluster, h: Holder) -> None:
     _burn_xids(c)
 
 
 @scenario("xid-table-autovacuum-disabled", XID,
-          "Table `audit_log` has autovacuum_enabled = false; every other table was frozen since, 1,000 XIDs later.",
+          "Table `audit_log` has autovacuum_enabled = false; every other table, and every other database, "
+          "was frozen since, 1,000 XIDs later.",
           settings=XID_SETTINGS, params=XID_PARAMS,
-          expect_path=["databases", "horizon", "oldest-tables", "table-autovacuum-disabled"])
+          expect_path=_TABLES + ["table-autovacuum-disabled"], expect_verdict="audit_log, has autovacuum_enabled = false",
+          roles=_same(_TABLES + ["table-autovacuum-disabled"]))
 def _xid_table_av_off(c: Cluster, h: Holder) -> None:
     c.sql("CREATE TABLE public.audit_log (id bigint, line text) WITH (autovacuum_enabled = false)")
     _burn_xids(c)
@@ -204,22 +308,44 @@ def _xid_table_av_off(c: Cluster, h: Holder) -> None:
     with psycopg.connect(c.dsn(), autocommit=True) as conn:
         for (t,) in tables:
             conn.execute(f"VACUUM (FREEZE) {t}")
+    _freeze(c, "shop", "template1")
 
 
 @scenario("xid-other-database", XID,
           "1,000 XIDs consumed, then every table of `postgres` (kb's database) frozen; `shop` and template1 stay old.",
           settings=XID_SETTINGS, params=XID_PARAMS,
-          expect_path=["databases", "horizon", "oldest-tables", "other-database"])
+          expect_path=_TABLES + ["other-database"], expect_verdict="the oldest database, shop,",
+          roles=_same(_TABLES + ["other-database"]))
 def _xid_other_db(c: Cluster, h: Holder) -> None:
     _burn_xids(c)
-    c.sql("VACUUM (FREEZE)")
+    _freeze(c, "postgres")
 
 
 @scenario("xid-vacuum-behind", XID, "1,000 XIDs consumed, autovacuum on, nothing holds the horizon.",
           settings=XID_SETTINGS, params=XID_PARAMS,
-          expect_path=["databases", "horizon", "oldest-tables", "vacuum-oldest"])
+          expect_path=_TABLES + ["vacuum-oldest"], roles=_same(_TABLES + ["vacuum-oldest"]))
 def _xid_vacuum_behind(c: Cluster, h: Holder) -> None:
     _burn_xids(c)
+
+
+@scenario("xid-multixact", XID,
+          "Application `batch` keeps a FOR SHARE lock on a row of `stock` open while 150 other transactions "
+          "share-lock it too, each making a new MultiXact ID; autovacuum_multixact_freeze_max_age is 10,000 "
+          "(its minimum) and age_pct 0.5, so 150 is past 50.",
+          settings={"autovacuum_multixact_freeze_max_age": 10000}, params={"age_pct": 0.5},
+          expect_path=["databases", "multixacts", "multixact-wraparound"],
+          expect_verdict="(batch, role app, database postgres",
+          roles=_same(["databases", "multixacts", "multixact-wraparound"]))
+def _xid_multixact(c: Cluster, h: Holder) -> None:
+    c.sql("CREATE TABLE public.stock (id int PRIMARY KEY, qty int)")
+    c.sql("INSERT INTO public.stock VALUES (1, 10)")
+    c.sql("GRANT ALL ON public.stock TO app")
+    batch = h.connect(user="app", app="batch", autocommit=False)
+    batch.execute("SELECT * FROM public.stock WHERE id = 1 FOR SHARE")  # stays open: a member of every multixact
+    other = h.connect(user="app", app="picker", autocommit=False)
+    for _ in range(150):
+        other.execute("SELECT * FROM public.stock WHERE id = 1 FOR SHARE")
+        other.commit()
 
 
 # --- lock-table-exhaustion --------------------------------------------------------------------------
