@@ -520,3 +520,64 @@ def _slots_standby_synced(c: Cluster, h: Holder) -> None:
     c.sql("SELECT pg_sync_replication_slots()")
     synced = c.sql("SELECT synced FROM pg_replication_slots WHERE slot_name = 'cdc'")
     assert synced == [(True,)], synced
+
+
+def _logical_slot_on_standby(c: Cluster, primary: Cluster, name: str) -> None:
+    """Create a logical slot on the standby `c`: it waits for the primary to log the running transactions,
+    which the primary is asked to do (pg_log_standby_snapshot, 16+) until the slot exists."""
+    done = threading.Event()
+
+    def nudge():
+        while not done.is_set():
+            primary.sql("SELECT pg_log_standby_snapshot()")
+            time.sleep(0.05)
+
+    t = threading.Thread(target=nudge, daemon=True)
+    t.start()
+    try:
+        c.sql("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (name,))
+    finally:
+        done.set()
+        t.join()
+
+
+def _invalidated(c: Cluster, slot: str, reason: str) -> None:
+    _until_true(c, "SELECT coalesce(bool_or(invalidation_reason = %s), false) FROM pg_replication_slots "
+                   "WHERE slot_name = %s", f"{slot} invalidated ({reason})", params=(reason, slot))
+
+
+WAL_LEVEL = ["slots", "slot-wal-level"]
+
+
+@scenario("slots-standby-wal-level", SLOTS,
+          "17+: the target is a standby with logical slot `reports_cdc`; its primary was restarted with "
+          "wal_level = replica, and replaying that change invalidated the slot (wal_level_insufficient).",
+          settings=LOGICAL, min_version=17, expect_path=WAL_LEVEL,
+          expect_verdict="Logical slot(s) reports_cdc on this standby were invalidated because the primary's wal_level",
+          roles={"postgres": WAL_LEVEL, "plain": WAL_LEVEL})
+def _slots_standby_wal_level(c: Cluster, h: Holder) -> None:
+    primary = _become_standby(c, h, standby={"wal_retrieve_retry_interval": "50ms"})  # reconnect at once
+    _logical_slot_on_standby(c, primary, "reports_cdc")
+    primary.stop("fast")
+    primary.settings["wal_level"] = "replica"
+    primary.start()
+    _invalidated(c, "reports_cdc", "wal_level_insufficient")
+
+
+ROWS_REMOVED = ["slots", "slot-rows-removed"]
+
+
+@scenario("slots-standby-rows-removed", SLOTS,
+          "17+: the target is a standby (hot_standby_feedback off) with logical slot `reports_cdc`; the primary "
+          "dropped a table and vacuumed pg_class, removing catalog rows the slot still needed (rows_removed).",
+          settings=LOGICAL, min_version=17, expect_path=ROWS_REMOVED,
+          expect_verdict="Logical slot(s) reports_cdc on this standby were invalidated because the primary removed",
+          expect_links=["/errors/conflict-with-recovery#fix-snapshot-conflicts-turn-on-hot-standby-feedback"],
+          roles={"postgres": ROWS_REMOVED, "plain": ROWS_REMOVED})
+def _slots_standby_rows_removed(c: Cluster, h: Holder) -> None:
+    primary = _become_standby(c, h, standby={"hot_standby_feedback": "off"})
+    _logical_slot_on_standby(c, primary, "reports_cdc")
+    primary.sql("CREATE TABLE scratch (id int)")
+    primary.sql("DROP TABLE scratch")
+    primary.sql("VACUUM pg_class")
+    _invalidated(c, "reports_cdc", "rows_removed")
