@@ -111,3 +111,17 @@ def test_every_runbook_has_a_scenario():
     assert set(runbooks) <= covered, f"runbooks without a scenario: {sorted(set(runbooks) - covered)}"
     for rb in runbooks.values():
         assert rb.scenario in scenarios.SCENARIOS, f"{rb.id}: scenario {rb.scenario!r} is not registered"
+
+
+def test_every_postgresql_scenario_runs_as_all_three_roles():
+    """A scenario diagnosed as the superuser, the pg_monitor role or the plain role also states the path
+    the other two take (the pgbouncer console and the application's own role are other targets)."""
+    three = {"postgres", "monitor", "plain"}
+    missing = []
+    for sc in scenarios.SCENARIOS.values():
+        if sc.target_fn is not None or sc.target_user not in three:
+            continue
+        lacking = three - {sc.target_user} - set(sc.roles)
+        if lacking:
+            missing.append(f"{sc.name}: {sorted(lacking)}")
+    assert not missing, "scenarios without a path for every role:\n" + "\n".join(missing)
