@@ -1,0 +1,445 @@
+"""Finds the catalog's messages in pasted text, in any language the catalog has, in time linear in the paste.
+
+1. Fold the paste and every template the same way (`fold`): lower case, typographic quotes as ASCII
+   quotes, JSON and CSV escapes undone (`\\"`, `""`, `\\n`), whitespace runs as one space (or one
+   newline when they hold one). An offset map leads back from the folded text to the paste, so
+   placeholder values are reported as the paste has them.
+2. Each template (English or translated form) is cut at its printf conversions into literal fragments;
+   one fragment per template, the one fewest templates share, is its anchor. All anchors sit in one
+   Aho-Corasick automaton (pyahocorasick), so one pass over the paste, independent of the number
+   of templates and working for scripts without spaces (Japanese, Chinese), yields every candidate.
+3. Each candidate template is verified with its whole pattern (RE2: linear time, every placeholder a
+   bounded group) in a window around its anchor. Too generic templates (`kinds.is_generic`) are not
+   in the automaton at all; short ones (`_weak`) count only after a severity word (`ERROR:`,
+   `FEHLER:`, `ОШИБКА:`, `psql: error:` ...), before a `(SQLSTATE xxxxx)`, or alone on their line,
+   because a phrase such as `out of memory` is also what other programs print.
+
+Hostile input is bounded: at most MAX_VERIFY verifications per paste, each on a bounded window.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import threading
+from dataclasses import dataclass, field
+
+import ahocorasick
+
+from kb.messages.catalog import Message, MessageCatalog
+from kb.messages.formats import CONVERSION
+
+MAX_VERIFY = 5000       # candidate verifications per paste; a real paste needs a few dozen
+GRAM = 16              # anchor length: 16 characters keep the automaton near 20 MB for 85,000 patterns
+MAX_VALUE = 300         # characters one placeholder may hold
+
+COMPONENT_ORDER = {"postgres": 0, "libpq": 1, "plpgsql": 2, "psql": 3}
+
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+                         "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+                         "\u00ab": '"', "\u00bb": '"', "\u00a0": " ", "\u3000": " "})
+# Linear: each alternative is a fixed string or a run of one class.
+_SPECIAL = re.compile(r'\s+|\\[nrt"]|""')
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_LETTERS = re.compile(r"[^\W\d_]")
+
+
+def _fold_piece(s: str) -> str:
+    low = s.lower()
+    return (low if len(low) == len(s) else "".join(c.lower() if len(c.lower()) == 1 else c for c in s)).translate(_QUOTES)
+
+
+def fold(text: str) -> tuple[str, list[int], list[int]]:
+    """(folded text, folded segment starts, original offsets of those starts)."""
+    out: list[str] = []
+    fstarts: list[int] = []
+    ostarts: list[int] = []
+    pos = 0  # length of the folded text so far
+    last = 0
+    for m in _SPECIAL.finditer(text):
+        if m.start() > last:
+            piece = _fold_piece(text[last:m.start()])
+            fstarts.append(pos)
+            ostarts.append(last)
+            out.append(piece)
+            pos += len(piece)
+        tok = m.group(0)
+        if tok == '\\"' or tok == '""':
+            rep = '"'
+        elif tok in ("\\n", "\\r"):
+            rep = "\n"
+        elif tok == "\\t":
+            rep = " "
+        else:
+            rep = "\n" if ("\n" in tok or "\r" in tok) else " "
+        if rep in (" ", "\n") and out and out[-1] in (" ", "\n"):
+            if rep == "\n":
+                out[-1] = "\n"
+        else:
+            fstarts.append(pos)
+            ostarts.append(m.start())
+            out.append(rep)
+            pos += 1
+        last = m.end()
+    if last < len(text):
+        fstarts.append(pos)
+        ostarts.append(last)
+        out.append(_fold_piece(text[last:]))
+    return "".join(out), fstarts, ostarts
+
+
+def _orig(fpos: int, fstarts: list[int], ostarts: list[int], end: bool = False) -> int:
+    """The paste offset of folded offset `fpos` (for an end offset, just after the character before it)."""
+    if end:
+        if fpos <= 0:
+            return 0
+        i = bisect.bisect_right(fstarts, fpos - 1) - 1
+        return ostarts[i] + (fpos - 1 - fstarts[i]) + 1 if i >= 0 else fpos
+    i = bisect.bisect_right(fstarts, fpos) - 1
+    return ostarts[i] + (fpos - fstarts[i]) if i >= 0 else fpos
+
+
+def fold_template(template: str) -> str:
+    return fold(template.strip())[0].strip()
+
+
+def _parts(folded: str) -> list[tuple[str, str]]:
+    """[('lit', text) | ('conv', conversion)] of a folded template; `%%` is literal."""
+    out: list[tuple[str, str]] = []
+    last = 0
+    for m in CONVERSION.finditer(folded):
+        if m.group(1) == "%":
+            continue
+        if m.start() > last:
+            out.append(("lit", folded[last:m.start()].replace("%%", "%")))
+        out.append(("conv", m.group(0)))
+        last = m.end()
+    if last < len(folded):
+        out.append(("lit", folded[last:].replace("%%", "%")))
+    return out
+
+
+def _value_ok(conv: str, value: str) -> bool:
+    c = conv[-1]
+    if not value:
+        return False
+    if c in "diu":
+        return value.lstrip("-").isdigit() and len(value) <= 21
+    if c in "xX":
+        return all(ch in "0123456789abcdef" for ch in value) and len(value) <= 16
+    if c in "eEfFgGaA":
+        return value[0] in "-0123456789" and all(ch in "0123456789.e+-" for ch in value) and len(value) <= 32
+    if c == "c":
+        return len(value) == 1
+    return "\n" not in value
+
+
+def verify(text: str, parts: list[tuple[str, str]], k: int, at: int) -> tuple[int, int, list[tuple[int, int]]] | None:
+    """Whether the template whose part `k` (a literal) was found at `at` matches around it.
+
+    Literals must follow one another with each placeholder's value between them: at most MAX_VALUE
+    characters on one line, of the conversion's kind (digits for %d). The nearest occurrence of each
+    neighbouring literal is taken, so the cost is a few bounded `str.find` calls, whatever the text.
+    Returns (start, end, value spans in text order) or None."""
+    n = len(text)
+    spans: dict[int, tuple[int, int]] = {}
+    cur = at + len(parts[k][1])
+    j = k + 1
+    while j < len(parts):
+        conv = parts[j][1]
+        nl = text.find("\n", cur)
+        line_end = n if nl < 0 else nl
+        if j + 1 < len(parts):
+            nxt = parts[j + 1][1]
+            stop = min(line_end, cur + MAX_VALUE) + len(nxt)
+            q = text.find(nxt, cur + 1, stop)
+            while q >= 0 and not _value_ok(conv, text[cur:q]):
+                q = text.find(nxt, q + 1, stop)
+            if q < 0:
+                return None
+            spans[j] = (cur, q)
+            cur = q + len(nxt)
+            j += 2
+        else:
+            hi = min(line_end, cur + MAX_VALUE)
+            if conv[-1] in "diuxX":
+                e = cur + (1 if cur < hi and text[cur] == "-" else 0)
+                while e < hi and text[e] in "0123456789abcdef"[:10 if conv[-1] in "diu" else 16]:
+                    e += 1
+                hi = e
+            if not _value_ok(conv, text[cur:hi].rstrip()):
+                return None
+            spans[j] = (cur, cur + len(text[cur:hi].rstrip()))
+            cur = spans[j][1]
+            j += 1
+    end = cur
+    cur = at
+    j = k - 1
+    while j >= 0:
+        conv = parts[j][1]
+        nl = text.rfind("\n", 0, cur)
+        line_start = nl + 1
+        if j - 1 >= 0:
+            prv = parts[j - 1][1]
+            lo = max(line_start - len(prv), cur - MAX_VALUE - len(prv), 0)
+            q = text.rfind(prv, lo, cur - 1)
+            while q >= 0 and not _value_ok(conv, text[q + len(prv):cur]):
+                q = text.rfind(prv, lo, q + len(prv) - 1)
+            if q < 0:
+                return None
+            spans[j] = (q + len(prv), cur)
+            cur = q
+            j -= 2
+        else:
+            # a leading placeholder holds the word before the literal ("%s: out of memory" -> "psql")
+            lo = max(line_start, cur - MAX_VALUE)
+            s = cur
+            while s > lo and not text[s - 1].isspace():
+                s -= 1
+            if not _value_ok(conv, text[s:cur]):
+                return None
+            spans[j] = (s, cur)
+            cur = s
+            j -= 1
+    return cur, end, [spans[i] for i in sorted(spans)]
+
+
+def _arg_order(parts: list[tuple[str, str]]) -> list[int]:
+    """For each placeholder in text order, the argument it prints (translations may reorder with %2$s)."""
+    order, n = [], 0
+    for kind, text in parts:
+        if kind == "conv":
+            m = re.match(r"%(\d+)\$", text)
+            order.append(int(m.group(1)) - 1 if m else n)
+            n += 1
+    return order
+
+
+def _weak(parts: list[tuple[str, str]]) -> bool:
+    literal = "".join(t for k, t in parts if k == "lit")
+    if _CJK.search(literal):
+        return len(_CJK.findall(literal)) < 8
+    return len(_LETTERS.findall(literal)) < 24 or len(re.findall(r"[^\W\d_]{2,}", literal)) < 4
+
+
+def compile_patterns(messages: list[Message]) -> list[list[list]]:
+    """For each message, its patterns: [lang, folded form, anchor part, anchor offset in it, weak].
+
+    Done once when the catalog is built (build.py stores the result), so a server starts without
+    folding 100,000 forms. The anchor of a pattern is the literal part that the fewest patterns share
+    (among those long enough to be selective), which keeps the candidates per hit few."""
+    pending = []
+    for mi, m in enumerate(messages):
+        if m.generic or m.kind == "other":
+            continue
+        english = fold_template(m.template)
+        forms = [("en", m.template)] + [(lang, f) for lang, fs in sorted(m.translations.items()) for f in fs]
+        seen = set()
+        for lang, form in forms:
+            folded = fold_template(form)
+            if not folded or (lang != "en" and folded == english) or folded in seen:
+                continue
+            parts = _parts(folded)
+            if not any(k == "lit" and _LETTERS.search(t) for k, t in parts):
+                continue
+            seen.add(folded)
+            pending.append((mi, lang, folded, parts))
+            # the anchor: the GRAM-character window of a literal part that the fewest patterns share
+    def grams(parts):
+        for i, (k, t) in enumerate(parts):
+            if k != "lit" or not _LETTERS.search(t):
+                continue
+            if len(t) <= GRAM:
+                yield i, 0, t
+            else:
+                for off in range(len(t) - GRAM + 1):
+                    yield i, off, t[off:off + GRAM]
+
+    gram_freq: dict[str, int] = {}
+    for _mi, _lang, _folded, parts in pending:
+        for g in {g for _i, _o, g in grams(parts)}:
+            gram_freq[g] = gram_freq.get(g, 0) + 1
+    out: list[list[list]] = [[] for _ in messages]
+    for mi, lang, folded, parts in pending:
+        # short grams (a whole short literal) are weaker than full ones: rank by (shared by, shortness)
+        i, off, _g = min(grams(parts), key=lambda x: (gram_freq[x[2]] * (1 + GRAM - len(x[2])), x[0], x[1]))
+        out[mi].append([lang, folded, i, off, _weak(parts)])
+    return out
+
+
+class _Pattern:
+    __slots__ = ("message", "lang", "folded", "k", "off", "weak", "_parts")
+
+    def __init__(self, message: Message, lang: str, folded: str, k: int, off: int, weak: bool):
+        self.message, self.lang, self.folded, self.k, self.off, self.weak = message, lang, folded, k, off, weak
+        self._parts = None
+
+    @property
+    def parts(self) -> list[tuple[str, str]]:
+        if self._parts is None:
+            self._parts = _parts(self.folded)
+        return self._parts
+
+
+@dataclass
+class Found:
+    """One message found in a paste."""
+
+    message: Message
+    lang: str
+    start: int  # offsets in the paste
+    end: int
+    text: str
+    values: list[str] = field(default_factory=list)  # in the English template's argument order
+    also: list[Message] = field(default_factory=list)  # other templates that read the same text
+
+    def as_dict(self) -> dict:
+        return {"id": self.message.id, "template": self.message.template, "kind": self.message.kind,
+                "lang": self.lang, "values": self.values, "start": self.start, "end": self.end, "text": self.text}
+
+
+class MessageMatcher:
+    """The automaton and patterns of one catalog; read-only once built, so safe across threads."""
+
+    def __init__(self, catalog: MessageCatalog, patterns: list[list[list]] | None = None):
+        self.catalog = catalog
+        if patterns is None:
+            patterns = catalog.patterns or compile_patterns(catalog.messages)
+        order = sorted(range(len(catalog.messages)),
+                       key=lambda i: (COMPONENT_ORDER.get(catalog.messages[i].component, 9), catalog.messages[i].id))
+        self._patterns: list[_Pattern] = []
+        self._same: dict[int, list[Message]] = {}
+        by_text: dict[tuple[str, str], int] = {}
+        anchors: dict[str, list[int]] = {}
+        for mi in order:
+            m = catalog.messages[mi]
+            for lang, folded, k, off, weak in patterns[mi]:
+                key = (folded, lang)
+                if key in by_text:  # the same text printed by another component (libpq's and psql's "out of memory")
+                    self._same.setdefault(by_text[key], []).append(m)
+                    continue
+                p = _Pattern(m, lang, folded, k, off, weak)
+                by_text[key] = len(self._patterns)
+                anchors.setdefault(p.parts[k][1][off:off + GRAM], []).append(len(self._patterns))
+                self._patterns.append(p)
+                p._parts = None  # parsed again on demand: most patterns are never verified
+        self._automaton = ahocorasick.Automaton()
+        for anchor, idxs in anchors.items():
+            self._automaton.add_word(anchor, (len(anchor), tuple(idxs)))
+        self._automaton.make_automaton()
+        self._severity, self._severity_words = self._severity_regex(catalog)
+
+    @property
+    def pattern_count(self) -> int:
+        return len(self._patterns)
+
+    @staticmethod
+    def _severity_regex(catalog: MessageCatalog):
+        words = {"ERROR", "FATAL", "PANIC", "WARNING", "LOG", "NOTICE", "INFO", "DEBUG", "DETAIL", "HINT", "CONTEXT",
+                 "STATEMENT", "QUERY", "error", "fatal", "warning", "detail", "hint", "pq", "PSQLException",
+                 "PostgresException", "PostgresError", "DatabaseError", "OperationalError", "ProgrammingError"}
+        for m in catalog.messages:
+            if m.template.strip(": ") in {"ERROR", "FATAL", "PANIC", "WARNING", "LOG", "NOTICE", "INFO", "DEBUG",
+                                          "error", "fatal", "warning", "detail", "hint"}:
+                for forms in m.translations.values():
+                    words.update(f.strip(": \u00a0") for f in forms if f.strip(": "))
+        alt = "|".join(sorted((re.escape(w) for w in words if w), key=len, reverse=True))
+        # the tail of a line before a message: a severity word and a colon, a 5-character SQLSTATE
+        # and a colon (Npgsql, PDO), or an exception class name and a colon. Linear: anchored at $.
+        rx = re.compile(r"(?:^|[^\w])(?:%s)\s?:\s*$|(?:^|[^\w])[0-9A-Z]{5}:\s*$|\]\s*$" % alt)
+        return rx, {w.lower() for w in words}
+
+    def _context_ok(self, text: str, start: int, end: int, alone: bool = True) -> bool:
+        """A short template is taken only where PostgreSQL's own framing shows it is a message."""
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", end)
+        line_end = len(text) if line_end < 0 else line_end
+        before = text[max(line_start, start - 80):start]
+        after = text[end:min(line_end, end + 40)]
+        if self._severity.search(before):
+            return True
+        if re.match(r"\s*\(SQLSTATE [0-9A-Z]{5}\)", after):
+            return True
+        # alone on its line (a paste of just the message); not for "%s: ..." templates, whose
+        # leading value would be any word before a colon ("MemoryError: out of memory")
+        return alone and not text[line_start:start].strip(" \t\"'`") and not after.strip(" \t\"'`.")
+
+    def find(self, text: str, limit: int = 50) -> list[Found]:
+        """Messages in the paste, in the order they appear, each once. A match lying inside another
+        match's literal text is dropped (a shorter template that is part of a longer one); one lying
+        inside another's placeholder value is kept (a message quoted inside a message)."""
+        folded, fstarts, ostarts = fold(text)
+        hits: dict[int, list[int]] = {}
+        for end, (length, idxs) in self._automaton.iter(folded):
+            for i in idxs:
+                hits.setdefault(i, []).append(end - length + 1)
+        found: list[tuple] = []
+        budget = MAX_VERIFY
+        for i in sorted(hits, key=lambda i: hits[i][0]):
+            if budget <= 0:
+                break
+            p = self._patterns[i]
+            parts = p.parts
+            lit = parts[p.k][1]
+            for at in hits[i]:
+                budget -= 1
+                at -= p.off
+                r = verify(folded, parts, p.k, at) if at >= 0 and folded.startswith(lit, at) else None
+                if r is None:
+                    if budget <= 0:
+                        break
+                    continue
+                s, e, spans = r
+                if s > 0 and folded[s - 1].isalnum() and folded[s].isalnum():
+                    continue
+                if e < len(folded) and folded[e].isalnum() and folded[e - 1].isalnum():
+                    continue
+                if parts[0][0] == "conv" and folded[spans[0][0]:spans[0][1]].rstrip(":") in self._severity_words:
+                    continue  # "%s: out of memory" read over "ERROR:  out of memory"
+                lits = [(a, b) for a, b in _literal_spans(s, e, spans)]
+                found.append((s, e, p, spans, lits, i))
+                break
+        kept = []
+        for s, e, p, spans, lits, i in found:
+            inside = any(
+                s2 <= s and e <= e2 and (e2 - s2) > (e - s) and not any(a <= s and e <= b for a, b in spans2)
+                for s2, e2, p2, spans2, _l, _i in found if p2 is not p)
+            if not inside:
+                kept.append((s, e, p, spans, i))
+        out: list[Found] = []
+        seen: set[str] = set()
+        by_span: dict[tuple[int, int], Found] = {}
+        for s, e, p, spans, i in sorted(kept, key=lambda x: (x[0], -(x[1] - x[0]), len(x[3]), -len(x[2].folded))):
+            if p.message.id in seen:
+                continue
+            if (s, e) in by_span:  # the same text read as another template ("%s" vs "%s.%s")
+                by_span[(s, e)].also.append(p.message)
+                seen.add(p.message.id)
+                continue
+            os_, oe = _orig(s, fstarts, ostarts), _orig(e, fstarts, ostarts, end=True)
+            if p.weak:
+                if not self._context_ok(text, os_, oe, alone=p.parts[0][0] == "lit"):
+                    continue
+            seen.add(p.message.id)
+            raw = [text[_orig(a, fstarts, ostarts):_orig(b, fstarts, ostarts, end=True)] for a, b in spans]
+            values = [""] * len(raw)
+            for pos, arg in enumerate(_arg_order(p.parts)):
+                if pos < len(raw) and arg < len(values):
+                    values[arg] = raw[pos]
+            found_ = Found(p.message, p.lang, os_, oe, text[os_:oe], values, list(self._same.get(i, [])))
+            by_span[(s, e)] = found_
+            out.append(found_)
+            if len(out) >= limit:
+                break
+        return out
+
+
+def _literal_spans(s: int, e: int, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out, cur = [], s
+    for a, b in spans:
+        if a > cur:
+            out.append((cur, a))
+        cur = b
+    if e > cur:
+        out.append((cur, e))
+    return out
