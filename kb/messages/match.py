@@ -39,7 +39,7 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": 
                          "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
                          "\u00ab": '"', "\u00bb": '"', "\u00a0": " ", "\u3000": " "})
 # Linear: each alternative is a fixed string or a run of one class.
-_SPECIAL = re.compile(r'\s+|\\[nrt"]|""')
+_SPECIAL = re.compile(r'\s+|\\[nrt"]')
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 _LETTERS = re.compile(r"[^\W\d_]")
 
@@ -64,7 +64,7 @@ def fold(text: str) -> tuple[str, list[int], list[int]]:
             out.append(piece)
             pos += len(piece)
         tok = m.group(0)
-        if tok == '\\"' or tok == '""':
+        if tok == '\\"':
             rep = '"'
         elif tok in ("\\n", "\\r"):
             rep = "\n"
@@ -122,7 +122,7 @@ def _parts(folded: str) -> list[tuple[str, str]]:
 def _value_ok(conv: str, value: str) -> bool:
     c = conv[-1]
     if not value:
-        return False
+        return c in "sm"  # an empty string prints as "" 
     if c in "diu":
         return value.lstrip("-").isdigit() and len(value) <= 21
     if c in "xX":
@@ -152,7 +152,12 @@ def verify(text: str, parts: list[tuple[str, str]], k: int, at: int) -> tuple[in
         if j + 1 < len(parts):
             nxt = parts[j + 1][1]
             stop = min(line_end, cur + MAX_VALUE) + len(nxt)
-            q = text.find(nxt, cur + 1, stop)
+            if nxt[0] == '"' and parts[j - 1][1].endswith('"'):
+                # a quoted value ("%s") holds no quote: stop at the first one
+                q = text.find('"', cur, stop)
+                q = q if q >= 0 and text.startswith(nxt, q) else -1
+            else:
+                q = text.find(nxt, cur, stop)
             while q >= 0 and not _value_ok(conv, text[cur:q]):
                 q = text.find(nxt, q + 1, stop)
             if q < 0:
@@ -182,7 +187,11 @@ def verify(text: str, parts: list[tuple[str, str]], k: int, at: int) -> tuple[in
         if j - 1 >= 0:
             prv = parts[j - 1][1]
             lo = max(line_start - len(prv), cur - MAX_VALUE - len(prv), 0)
-            q = text.rfind(prv, lo, cur - 1)
+            if prv.endswith('"') and parts[j + 1][1].startswith('"'):
+                q = text.rfind('"', lo, cur)
+                q = q - len(prv) + 1 if q >= 0 and text.startswith(prv, q - len(prv) + 1) else -1
+            else:
+                q = text.rfind(prv, lo, cur)
             while q >= 0 and not _value_ok(conv, text[q + len(prv):cur]):
                 q = text.rfind(prv, lo, q + len(prv) - 1)
             if q < 0:
@@ -191,11 +200,13 @@ def verify(text: str, parts: list[tuple[str, str]], k: int, at: int) -> tuple[in
             cur = q
             j -= 2
         else:
-            # a leading placeholder holds the word before the literal ("%s: out of memory" -> "psql")
-            lo = max(line_start, cur - MAX_VALUE)
-            s = cur
-            while s > lo and not text[s - 1].isspace():
-                s -= 1
+            # a leading placeholder holds what precedes the literal back to the line's start or the
+            # last ": " ("LOG:  server process (PID 7) was ..." -> "server process"), at most 80 characters
+            lo = max(line_start, cur - 80)
+            cut = text.rfind(": ", lo, cur)
+            s = cut + 2 if cut >= 0 else lo
+            while s < cur and text[s] == " ":
+                s += 1
             if not _value_ok(conv, text[s:cur]):
                 return None
             spans[j] = (s, cur)
@@ -346,7 +357,9 @@ class MessageMatcher:
         alt = "|".join(sorted((re.escape(w) for w in words if w), key=len, reverse=True))
         # the tail of a line before a message: a severity word and a colon, a 5-character SQLSTATE
         # and a colon (Npgsql, PDO), or an exception class name and a colon. Linear: anchored at $.
-        rx = re.compile(r"(?:^|[^\w])(?:%s)\s?:\s*$|(?:^|[^\w])[0-9A-Z]{5}:\s*$|\]\s*$" % alt)
+        drivers = (r"(?:psycopg2?|asyncpg|sqlalchemy|django\.db)[\w.]*\.\w+\)?|PG::\w+|org\.postgresql\.[\w.]+"
+                   r"|Npgsql[\w.]*|io\.vertx\.pgclient[\w.]*|tokio_postgres[\w:]*|sqlx[\w:]*")
+        rx = re.compile(r"(?:^|[^\w])(?:%s)\s?:\s*$|(?:^|[^\w])[0-9A-Z]{5}:\s*$|(?:%s)\s?:\s*$" % (alt, drivers))
         return rx, {w.lower() for w in words}
 
     def _context_ok(self, text: str, start: int, end: int, alone: bool = True) -> bool:
@@ -398,14 +411,29 @@ class MessageMatcher:
                     continue  # "%s: out of memory" read over "ERROR:  out of memory"
                 lits = [(a, b) for a, b in _literal_spans(s, e, spans)]
                 found.append((s, e, p, spans, lits, i))
-                break
+        # Two matches cannot both read the same characters as literal text: the one with more literal
+        # text wins (a template that is part of a longer one loses). A match inside another's
+        # placeholder value is kept (a message quoted in a message) unless it is a short label.
+        weight = [sum(b - a for a, b in x[4]) for x in found]
         kept = []
-        for s, e, p, spans, lits, i in found:
-            inside = any(
-                s2 <= s and e <= e2 and (e2 - s2) > (e - s) and not any(a <= s and e <= b for a, b in spans2)
-                for s2, e2, p2, spans2, _l, _i in found if p2 is not p)
-            if not inside:
+        for n, (s, e, p, spans, lits, i) in enumerate(found):
+            beaten = False
+            for n2, (s2, e2, p2, spans2, lits2, _i2) in enumerate(found):
+                if n2 == n or e2 <= s or e <= s2:
+                    continue
+                overlap = any(a < d and c < b for a, b in lits for c, d in lits2)
+                if overlap and (s2, e2) != (s, e) and (weight[n2], -n2) > (weight[n], -n):
+                    beaten = True
+                    break
+                if not overlap and p.weak and any(a <= s and e <= b for a, b in spans2):
+                    beaten = True
+                    break
+            if not beaten:
                 kept.append((s, e, p, spans, i))
+        # a short template whose placeholder holds another message is that message's framing
+        # ("waiting for %s" over "waiting for server to start....FATAL:  ...")
+        kept = [k for k in kept if not (k[2].weak and any(
+            o is not k and any(a <= o[0] and o[1] <= b for a, b in k[3]) for o in kept))]
         out: list[Found] = []
         seen: set[str] = set()
         by_span: dict[tuple[int, int], Found] = {}

@@ -9,9 +9,23 @@ from pathlib import Path
 from kb.service.catalog import Catalog, load_catalog_cached
 from kb.errors import ApiError, BadRequest, NotFound
 from kb.knowledge.search import MAX_QUERY_CHARS, Doc, SearchIndex
+from kb.messages.catalog import COMPONENT_NAMES, LANGUAGE_NAMES, SOURCES_NOTE
 from kb.settings import Config
 
+
+def _psycopg_name(code: str) -> str | None:
+    """The exception class psycopg 3 raises for a SQLSTATE (psycopg.errors.<Name>), if it has one."""
+    try:
+        from psycopg import errors
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return None
+    try:
+        return errors.lookup(code).__name__
+    except KeyError:
+        return None
+
 log = logging.getLogger("kb")
+NO_MATCH = "No known PostgreSQL message in this text"
 ENGINE_ORDER = {"postgresql": 0, "pgbouncer": 1}  # the server first, then the pooler, then drivers A-Z
 
 
@@ -35,6 +49,11 @@ class Service:
         index_base = Path(config.index_dir) if config.index_dir else config.instance_path
         self.search = SearchIndex.open_or_build(index_base, catalog.fingerprint,
                                                 [entry_doc(e) for e in catalog.entries.values()])
+        from kb.messages.catalog import load as load_messages
+        from kb.service.finder import Finder
+
+        self.messages = load_messages()
+        self.finder = Finder(self.messages, self.search, catalog.entries)
         self._runs = None
         self._runs_lock = threading.Lock()
 
@@ -101,19 +120,116 @@ class Service:
                            [{"field": "q", "reason": f"at most {MAX_QUERY_CHARS} characters"}])
         if not 1 <= limit <= 50:
             raise BadRequest("limit must be between 1 and 50", [{"field": "limit", "reason": "1..50"}])
+        out = self.finder.find(text, limit)
         results = []
-        for hit in self.search.search(text, limit=limit):
-            e = self.catalog.entries[hit["slug"]]
-            snippet = (e.summary or (e.sections["quick-fix"].text if "quick-fix" in e.sections else "")).replace("`", "")
-            if len(snippet) > 220:
-                snippet = snippet[:217].rsplit(" ", 1)[0] + "..."
-            results.append({
-                "slug": e.slug, "title": e.meta.title, "url": e.url, "score": hit["score"],
-                "sqlstates": e.meta.sqlstate, "messages": e.meta.messages, "snippet": snippet,
-                "matched": hit["matched"],
-                "summary": f"{e.meta.title}: {snippet}" if snippet else e.meta.title,
-            })
-        return {"query": text if len(text) <= 500 else text[:500] + "...", "count": len(results), "results": results}
+        for rank, r in enumerate(out["results"]):
+            item = self._entry_result(r) if r["kind"] == "entry" else self._message_result(r["found"])
+            item["kind"], item["match"] = r["kind"], r["match"]
+            item["score"] = round(r.get("score", 1000.0 - rank) if r["match"] == "words" else 1000.0 - rank, 2)
+            f = r.get("found")
+            if f is not None:
+                item["message"] = {"id": f.message.id, "template": f.message.template, "kind": f.message.kind,
+                                   "values": f.values, "text": f.text[:500], "url": f"/messages/{f.message.id}"}
+                item["lang"] = f.lang
+                item["matched"] = f.message.template
+            elif r["match"] == "message":
+                item["matched"] = r.get("template")
+            elif r["match"] == "sqlstate":
+                item["matched"] = f"SQLSTATE {r['sqlstate']}"
+            else:
+                item["matched"] = None
+            if r.get("details"):
+                item["details"] = r["details"]
+            if r["match"] == "related":
+                item["of"] = r["of"]
+            results.append(item)
+        data = {"query": text if len(text) <= 500 else text[:500] + "...", "count": len(results),
+                "match": out["state"], "results": results,
+                "sqlstates": [self.sqlstate_ref(c) for c in out["sqlstates"]]}
+        if out["state"] == "none":
+            data["notice"] = NO_MATCH
+        return data
+
+    def _entry_result(self, r: dict) -> dict:
+        e = self.catalog.entries[r["slug"]]
+        snippet = (e.summary or (e.sections["quick-fix"].text if "quick-fix" in e.sections else "")).replace("`", "")
+        if len(snippet) > 220:
+            snippet = snippet[:217].rsplit(" ", 1)[0] + "..."
+        return {"slug": e.slug, "title": e.meta.title, "url": e.url, "sqlstates": e.meta.sqlstate,
+                "messages": e.meta.messages, "snippet": snippet,
+                "summary": f"{e.meta.title}: {snippet}" if snippet else e.meta.title}
+
+    def _message_result(self, f) -> dict:
+        m = f.message
+        return {"slug": None, "id": m.id, "title": m.template.strip(), "url": f"/messages/{m.id}",
+                "sqlstates": self.message_sqlstates(m), "messages": [m.template],
+                "snippet": "No entry is written for this message yet; its page shows the template, the versions"
+                           " it exists in, its translations and the entries of its SQLSTATE class.",
+                "summary": f"{m.template.strip()} (PostgreSQL {COMPONENT_NAMES.get(m.component, m.component)} message;"
+                           " no entry yet)"}
+
+    # --- the message catalog ----------------------------------------------------------------------
+    def message_sqlstates(self, m) -> list[str]:
+        """A message's SQLSTATE where an entry that explains it states exactly one (else unknown)."""
+        slug = self.finder.entry_of.get(m.id)
+        if slug:
+            codes = self.catalog.entries[slug].meta.sqlstate
+            if len(codes) == 1:
+                return list(codes)
+        return []
+
+    def sqlstate_ref(self, code: str) -> dict:
+        s = self.messages.sqlstates[code]
+        return {"code": code, "condition": s.condition, "class": s.class_code, "class_name": s.class_name,
+                "url": f"/sqlstates/{code}"}
+
+    def message(self, mid: str) -> dict:
+        m = self.messages.by_id.get(mid)
+        if m is None:
+            raise NotFound(f"message {mid!r}")
+        slug = self.finder.entry_of.get(m.id)
+        codes = self.message_sqlstates(m)
+        classes = sorted({c[:2] for c in codes})
+        same_class = sorted({e.slug for e in self.catalog.entries.values() for c in e.meta.sqlstate
+                             if c[:2] in classes and e.slug != slug})
+        data = m.as_dict()
+        data.update({
+            "url": f"/messages/{m.id}",
+            "component_name": COMPONENT_NAMES.get(m.component, m.component),
+            "entry": self._ref(slug) if slug else None,
+            "sqlstates": [self.sqlstate_ref(c) for c in codes if c in self.messages.sqlstates],
+            "class_entries": [self._ref(s) for s in same_class],
+            "translations": [{"lang": lang, "language": LANGUAGE_NAMES.get(lang, lang), "forms": forms}
+                             for lang, forms in sorted(m.translations.items())],
+            "sources": SOURCES_NOTE,
+            "note": None if slug else "No entry is written for this message yet.",
+        })
+        return data
+
+    def sqlstates(self) -> dict:
+        """Every SQLSTATE of errcodes.txt, by class."""
+        classes: dict[str, dict] = {}
+        for code, s in sorted(self.messages.sqlstates.items()):
+            c = classes.setdefault(s.class_code, {"class": s.class_code, "class_name": s.class_name, "sqlstates": []})
+            c["sqlstates"].append({**s.as_dict(), "url": f"/sqlstates/{code}",
+                                   "entries": self.finder.sqlstate_entries.get(code, [])})
+        return {"count": len(self.messages.sqlstates), "classes": list(classes.values()),
+                "sources": "errcodes.txt of PostgreSQL 13-18"}
+
+    def sqlstate(self, code: str) -> dict:
+        s = self.messages.sqlstates.get(code)
+        if s is None:
+            raise NotFound(f"SQLSTATE {code!r}")
+        slugs = self.finder.sqlstate_entries.get(code, [])
+        class_slugs = sorted({e.slug for e in self.catalog.entries.values() for c in e.meta.sqlstate
+                              if c[:2] == s.class_code and e.slug not in slugs})
+        messages = [{"id": m.id, "template": m.template, "url": f"/messages/{m.id}"}
+                    for slug in slugs for m in self.finder.catalog_templates_of(slug)]
+        cls = self.messages.sqlstates.get(s.class_code + "000")
+        return {**s.as_dict(), "url": f"/sqlstates/{code}", "psycopg": _psycopg_name(code),
+                "class_condition": cls.condition if cls else None,
+                "entries": [self._ref(x) for x in slugs], "class_entries": [self._ref(x) for x in class_slugs],
+                "messages": messages, "sources": "errcodes.txt of PostgreSQL 13-18"}
 
     # --- runbooks --------------------------------------------------------------------------------
     def runbook(self, rid: str) -> dict:

@@ -1,0 +1,215 @@
+"""What a paste is: the messages found in it (from the catalog and the entries' own templates), then
+its SQLSTATEs, then, only when neither was found, entries similar in wording, marked as suggestions.
+
+Every result says how it was found (`match`): "message" (a known template was found in the paste),
+"sqlstate" (a SQLSTATE printed in the paste), "related" (a companion the matched entry names), or
+"words" (prose similarity only). `kind` is "entry" (a written entry) or "message" (a catalog message
+with no entry yet, served at /messages/<id>).
+"""
+
+from __future__ import annotations
+
+import re
+
+from kb.knowledge.search import SearchIndex
+from kb.messages.catalog import Message, MessageCatalog
+from kb.messages.formats import CONVERSION, collapse
+from kb.messages.match import Found, MessageMatcher, _orig, fold, fold_template
+
+_WRAPPER_END = re.compile(r":\s*(?:%s|%m)?\s*$")  # a message that ends by printing another one
+NO_MATCH = "No known PostgreSQL message in this text"
+# A SQLSTATE counts only where a program printed it as one: after SQLSTATE/state_code/code/errcode
+# (psql's VERBOSITY, pgx, node-pg, jsonlog, PDO's SQLSTATE[...]), or opening a line as Npgsql and
+# PDO do ("53300: sorry, ..."). A bare five-character token is a PID or a MySQL code as often. Linear:
+# bounded repetitions only.
+_SQLSTATE_CTX = re.compile(
+    r"(?i:sqlstate|state_code|sql_state|sqlerrcode|errcode|error_code|\bcode)[\"']?\s{0,3}[:=\[(]?\s{0,3}[\"']?"
+    r"([0-9A-Z]{5})(?![0-9A-Za-z])"
+    r"|(?m:^\s{0,8}(?:[\w.]{1,60}(?:Exception|Error):\s{1,3})?([0-9A-Z]{5}):\s)")
+
+
+def sqlstates_in(text: str) -> list[str]:
+    """SQLSTATE codes printed as such in the paste, in order, each once (at least one digit)."""
+    out = []
+    for m in _SQLSTATE_CTX.finditer(text):
+        code = m.group(1) or m.group(2)
+        if code and any(c.isdigit() for c in code) and code not in out:
+            out.append(code)
+    return out
+
+
+def template_key(template: str) -> str:
+    """How an entry's template and a catalog template are compared: every conversion as `%` (entries
+    write `%s` where the source has `%zu` or `%m`), whitespace collapsed, case and a final colon,
+    space or period dropped."""
+    return collapse(CONVERSION.sub("%", template)).rstrip(": .").lower()
+
+
+class Finder:
+    """The catalog matcher and the entries' index, joined."""
+
+    def __init__(self, messages: MessageCatalog, index: SearchIndex, entries: dict):
+        self.messages = messages
+        self.matcher = MessageMatcher(messages)
+        self.index = index
+        self.entries = entries
+        self.by_key: dict[str, list[Message]] = {}
+        for m in messages.messages:
+            self.by_key.setdefault(template_key(m.template), []).append(m)
+        # Which entries explain a catalog message: each template an entry claims, in any wording it
+        # lists, either as the catalog has it or as an instance of it with some values written in
+        # (`... for roles with the SUPERUSER attribute`, `value "%s" is out of range for type oid`).
+        self.explained: dict[str, list[tuple[str, dict[int, str]]]] = {}
+        self.entry_templates: dict[str, list[str]] = {}
+        for e in entries.values():
+            templates = list(dict.fromkeys(list(e.meta.messages) + [v.message for v in e.meta.versions if v.message]))
+            self.entry_templates[e.slug] = templates
+            for t in templates:
+                exact = self.by_key.get(template_key(t), ())
+                for m in exact:
+                    self._explain(m.id, e.slug, {})
+                if exact:
+                    continue
+                for f in self.matcher.find(t, limit=5):
+                    if f.end - f.start >= 0.9 * len(t.strip()):
+                        fixed = {i: v.strip().lower() for i, v in enumerate(f.values) if "%" not in v}
+                        for m in [f.message, *f.also]:
+                            self._explain(m.id, e.slug, fixed)
+        self.entry_of = {mid: cands[0][0] for mid, cands in self.explained.items()}
+        self.sqlstate_entries: dict[str, list[str]] = {}
+        for e in entries.values():
+            for code in e.meta.sqlstate:
+                self.sqlstate_entries.setdefault(code, []).append(e.slug)
+
+    def _explain(self, mid: str, slug: str, fixed: dict[int, str]) -> None:
+        cands = self.explained.setdefault(mid, [])
+        if all(c != (slug, fixed) for c in cands):
+            cands.append((slug, fixed))
+            cands.sort(key=lambda c: len(c[1]))  # the entry for the message as such first
+
+    def entry_for(self, f: Found) -> str | None:
+        """The entry that explains a found message: of those claiming it, the one whose written-in
+        values all equal the paste's, with the most of them (`... for type oid` over `... for type %s`)."""
+        best, best_n = None, -1
+        for m in [f.message, *f.also]:
+            for slug, fixed in self.explained.get(m.id, ()):
+                if m is not f.message:
+                    fixed = {}  # another template reading the same text: its values are numbered differently
+                values = [v.strip().lower() for v in f.values]
+                if all(i < len(values) and values[i] == v for i, v in fixed.items()) and len(fixed) > best_n:
+                    best, best_n = slug, len(fixed)
+        return best
+
+    def catalog_templates_of(self, slug: str) -> list[Message]:
+        return [m for t in self.entry_templates.get(slug, []) for m in self.by_key.get(template_key(t), ())]
+
+    def in_catalog(self, template: str) -> bool:
+        return template_key(template) in self.by_key
+
+    def find(self, text: str, limit: int) -> dict:
+        found = self.matcher.find(text)
+        results: list[dict] = []
+        taken: set[str] = set()
+        positions: list[tuple[int, dict]] = []
+        primary_seen = False
+        for f in found:
+            if f.message.kind in ("detail", "hint") and primary_seen:
+                # a DETAIL or HINT of a message already listed belongs to it
+                if positions:
+                    positions[-1][1].setdefault("details", []).append(_found_dict(f))
+                continue
+            primary_seen = primary_seen or f.message.kind == "primary"
+            slug = self.entry_for(f)
+            key = f"entry:{slug}" if slug else f"message:{f.message.id}"
+            if key in taken:
+                continue
+            taken.add(key)
+            positions.append((f.start, {"kind": "entry" if slug else "message", "slug": slug, "found": f}))
+        # the entries' own templates: pooler and driver messages the catalog does not hold, and
+        # entries whose wording (an older major's, or with a value written in) explains a found message
+        ranked = self.index.search(text, limit=max(limit, 20))
+        folded = fold(text) if ranked else None
+        found_ids = {m.id for f in found for m in [f.message, *f.also]}
+        for hit in ranked:
+            matched = hit["matched"]
+            if not matched or matched.startswith("SQLSTATE ") or f"entry:{hit['slug']}" in taken:
+                continue
+            cat = [m for m in self.by_key.get(template_key(matched), ()) if not m.generic and m.kind != "other"]
+            if cat and not any(m.id in found_ids for m in cat):
+                continue  # a catalog message the matcher did not accept here (too short for its context)
+            regions = [r for r in (_region(folded, t) for t in self.entry_templates.get(hit["slug"], [])) if r]
+            merged = False
+            for _pos, r in positions:
+                f = r.get("found")
+                if f is not None and any(a < f.end and f.start < b for a, b in regions):
+                    merged = True  # the same text, already read as a catalog message
+                    if r["kind"] == "message":
+                        r["kind"], r["slug"] = "entry", hit["slug"]
+                        taken.add(f"entry:{hit['slug']}")
+                    break
+            if not merged:
+                taken.add(f"entry:{hit['slug']}")
+                at = _region(folded, matched)
+                positions.append((at[0] if at else 1 << 30, {"kind": "entry", "slug": hit["slug"], "template": matched}))
+        # A message that wraps another (libpq's `connection to server at "%s" ... failed: ` before the
+        # server's FATAL, `could not connect to server: %s`) comes after the message it wraps.
+        def order(item):
+            pos, r = item
+            f = r.get("found")
+            if f is not None:
+                if _WRAPPER_END.search(f.message.template):
+                    line_end = text.find("\n", f.start)
+                    reach = len(text) if line_end < 0 else line_end
+                else:
+                    reach = f.end
+                inner = [p for p, o in positions if o is not r and f.start < p < reach]
+                if inner:
+                    return (max(inner), 1)
+            return (pos, 0)
+
+        keys = [order(item) for item in positions]  # (list.sort empties the list while it runs)
+        positions = [item for _k, item in sorted(zip(keys, positions), key=lambda x: x[0])]
+        for _pos, r in positions:
+            results.append(r)
+        codes = [c for c in sqlstates_in(text) if c in self.messages.sqlstates]
+        for code in codes:
+            for slug in self.sqlstate_entries.get(code, []):
+                if f"entry:{slug}" not in taken:
+                    taken.add(f"entry:{slug}")
+                    results.append({"kind": "entry", "slug": slug, "match": "sqlstate", "sqlstate": code})
+        message_found = any(r.get("match", "message") == "message" for r in results)
+        if message_found:
+            for r in list(results):
+                if r["kind"] != "entry" or r.get("match") == "sqlstate":
+                    continue
+                for rel in self.entries[r["slug"]].meta.related:
+                    if f"entry:{rel}" not in taken and rel in self.entries:
+                        taken.add(f"entry:{rel}")
+                        results.append({"kind": "entry", "slug": rel, "match": "related", "of": r["slug"]})
+        elif not codes:
+            for hit in ranked:
+                if f"entry:{hit['slug']}" not in taken:
+                    taken.add(f"entry:{hit['slug']}")
+                    results.append({"kind": "entry", "slug": hit["slug"], "match": "words", "score": hit["score"]})
+        for r in results:
+            r.setdefault("match", "message")
+        state = "message" if message_found else "sqlstate" if any(r["match"] == "sqlstate" for r in results) else "none"
+        return {"results": results[:limit], "state": state, "sqlstates": codes,
+                "found": [_found_dict(f) for f in found]}
+
+
+def _found_dict(f: Found) -> dict:
+    return {"id": f.message.id, "template": f.message.template, "kind": f.message.kind, "lang": f.lang,
+            "values": f.values, "text": f.text[:500], "url": f"/messages/{f.message.id}"}
+
+
+def _region(folded: tuple, template: str) -> tuple[int, int] | None:
+    """Where an entry template's longest literal piece first appears in the paste, as paste offsets."""
+    text, fstarts, ostarts = folded
+    pieces = [p.strip() for p in CONVERSION.split(fold_template(template)) if p and len(p.strip()) > 1]
+    if pieces:
+        piece = max(pieces, key=len)
+        at = text.find(piece)
+        if at >= 0:
+            return _orig(at, fstarts, ostarts), _orig(at + len(piece), fstarts, ostarts, end=True)
+    return None
