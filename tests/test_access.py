@@ -194,6 +194,24 @@ def test_slack_signature_valid_invalid_stale(secured):
     assert slack_post(c, "s3cret", "x", sig="").status_code == 401
 
 
+@pytest.mark.parametrize("paste", ["ERROR 1040 (HY000): Too many connections",
+                                   "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)"])
+def test_slack_never_posts_suggestions_to_the_channel(secured, paste):
+    app, _ = secured
+    body = slack_post(app.test_client(), "s3cret", paste).get_json()
+    assert body["response_type"] == "ephemeral"
+    assert body["text"].startswith("No known PostgreSQL message in this text.")
+    assert "not a match" in body["text"] or "\n" not in body["text"]
+
+
+def test_slack_posts_a_found_message_with_its_language(secured):
+    app, _ = secured
+    body = slack_post(app.test_client(), "s3cret", "FATAL:  tut mir leid, schon zu viele Verbindungen").get_json()
+    assert body["response_type"] == "in_channel"
+    assert body["text"].startswith("Found:") and "too-many-clients" in body["text"]
+    assert "translated from German" in body["text"]
+
+
 def test_slack_run_starts_and_advances_to_a_decision(secured):
     app, _ = secured
     r = slack_post(app.test_client(), "s3cret", "run probe-action t")

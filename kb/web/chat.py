@@ -29,6 +29,7 @@ import time
 from flask import Blueprint, current_app, g, request
 
 from kb.errors import ApiError
+from kb.messages.catalog import LANGUAGE_NAMES
 from kb.runbooks.transcript import slack_link, slack_text, transcript
 from kb.web import auth
 from kb.web.auth import Identity
@@ -137,9 +138,24 @@ def slack():
         result = svc.search_text(text, limit=3)
     except ApiError as exc:
         return _reply(slack_text(exc.error))
-    if not result["results"]:
-        return _reply("No entry matches that text.")
-    lines = [f"• {slack_link(base + r['url'], r['title'])}"
-             + (f" (SQLSTATE {slack_text(', '.join(r['sqlstates']))})" if r["sqlstates"] else "")
-             + f"\n   {slack_text(r['snippet'])}" for r in result["results"]]
-    return _reply("Top matches:\n" + "\n".join(lines), in_channel=True)
+    if result["match"] == "none":
+        # only word-similar suggestions: told to the asker alone, never posted to the channel
+        lines = [f"• {slack_link(base + r['url'], r['title'])}" for r in result["results"]]
+        return _reply(f"{result['notice']}." + ("\nEntries with similar wording (not a match):\n" + "\n".join(lines)
+                                                if lines else ""))
+    lines = []
+    for r in result["results"]:
+        line = f"• {slack_link(base + r['url'], r['title'])}"
+        if r["sqlstates"]:
+            line += f" (SQLSTATE {slack_text(', '.join(r['sqlstates']))})"
+        how = {"message": "found in the text", "sqlstate": "SQLSTATE in the text", "related": "companion error"}
+        line += f" [{how.get(r['match'], r['match'])}"
+        if r.get("lang") and r["lang"] != "en":
+            line += f", translated from {slack_text(LANGUAGE_NAMES.get(r['lang'], r['lang']))}"
+        line += "]"
+        if r["kind"] == "message":
+            line += "\n   No entry is written for this message yet."
+        else:
+            line += f"\n   {slack_text(r['snippet'])}"
+        lines.append(line)
+    return _reply("Found:\n" + "\n".join(lines), in_channel=True)
