@@ -15,7 +15,7 @@ GOOD_FRONT = """---
 title: "FATAL: example error for tests"
 engine: postgresql
 sqlstate: ["53300"]
-messages: ["example error message for tests"]
+messages: ["sorry, too many clients already"]
 level: FATAL
 severity: high
 difficulty: beginner
@@ -128,6 +128,26 @@ def test_cross_file_warnings_fail_only_strict(tmp_path):
         "content/postgresql/two.md:5: warning: messages[0]: message also claimed by "
         f"{tmp_path}/content/postgresql/one.md".replace(str(tmp_path) + "/", ""),
     ]
+
+
+def test_templates_are_checked_against_the_message_catalog(tmp_path):
+    front = GOOD_FRONT.replace('messages: ["sorry, too many clients already"]',
+                               'messages: ["sorry, too many client already", "remaining connection slots are reserved for '
+                               'roles with the SUPERUSER attribute"]\nversions:\n  - versions: "13-18"\n    message: '
+                               '"remaining connection slots are reserved for roles with the %s attribute"')
+    write(tmp_path, "one", front + GOOD_BODY)
+    found = problems(tmp_path, strict=True)
+    assert found == [
+        "content/postgresql/one.md:5: warning: messages[0]: 'sorry, too many client already' is in no PostgreSQL 13-18 "
+        "message catalog or binary; if a driver, tool or fork prints it, list it under other_messages",
+        "content/postgresql/one.md:8: warning: versions[0].message: claims '13-18', but the binaries of 13, 14, 15 lack "
+        "this message (it is in 16, 17, 18)",
+    ]
+    # what a driver prints inside a PostgreSQL entry is listed as such
+    write(tmp_path, "one", GOOD_FRONT.replace('messages: ["sorry, too many clients already"]',
+                                              'messages: ["Connection to %s refused."]\nother_messages: ["Connection to %s refused."]')
+          + GOOD_BODY)
+    assert problems(tmp_path, strict=True) == []
 
 
 RB = """id: demo

@@ -56,6 +56,9 @@ class EntryMeta(BaseModel):
     difficulty: Literal["beginner", "intermediate", "advanced"]
     time_to_fix: str = Field(min_length=2)
     versions: list[VersionNote] = []
+    # templates this entry quotes that PostgreSQL 13-18 itself does not print: a driver's, a pooler's,
+    # a tool's or a managed service's fork's (exempt from `kb check`'s catalog warning)
+    other_messages: list[str] = []
     related: list[str] = []
     runbooks: list[str] = []
     tags: list[str] = []

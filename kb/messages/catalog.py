@@ -36,11 +36,12 @@ class Message:
     versions: list[int]
     translations: dict[str, list[str]]
     plural: str | None = None
+    unsure: list[int] = field(default_factory=list)  # majors whose build could not tell (no OpenSSL)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "template": self.template, "component": self.component, "kind": self.kind,
                 "generic": self.generic, "origin": self.origin, "versions": self.versions,
-                "translations": self.translations, "plural": self.plural}
+                "versions_unknown": self.unsure, "translations": self.translations, "plural": self.plural}
 
 
 @dataclass
@@ -82,7 +83,7 @@ class MessageCatalog:
 def parse(blob: bytes) -> MessageCatalog:
     data = json.loads(gzip.decompress(blob))
     messages = [Message(m["id"], m["template"], m["component"], m["kind"], m["generic"], m["origin"], m["versions"],
-                        m["translations"], m.get("plural")) for m in data["messages"]]
+                        m["translations"], m.get("plural"), m.get("unsure", [])) for m in data["messages"]]
     codes = {s["code"]: SqlState(s["code"], s["type"], s["macro"], s["condition"], s["class"], s["class_name"],
                                  s["majors"]) for s in data["sqlstates"]}
     patterns = [m.get("patterns", []) for m in data["messages"]]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
+import threading
 from dataclasses import dataclass, field
 
 import ahocorasick
@@ -152,13 +153,15 @@ def verify(text: str, parts: list[tuple[str, str]], k: int, at: int) -> tuple[in
         if j + 1 < len(parts):
             nxt = parts[j + 1][1]
             stop = min(line_end, cur + MAX_VALUE) + len(nxt)
-            if nxt[0] == '"' and parts[j - 1][1].endswith('"'):
-                # a quoted value ("%s") holds no quote: stop at the first one
-                q = text.find('"', cur, stop)
+            quoted = nxt[0] == '"' and parts[j - 1][1].endswith('"')
+            if quoted:
+                # a quoted value ("%s") holds no quote: stop at the first one; it may span lines
+                # (`at or near "%s"` quotes the rest of a multi-line statement)
+                q = text.find('"', cur, min(n, cur + MAX_VALUE + 1))
                 q = q if q >= 0 and text.startswith(nxt, q) else -1
             else:
                 q = text.find(nxt, cur, stop)
-            while q >= 0 and not _value_ok(conv, text[cur:q]):
+            while q >= 0 and not _value_ok(conv, text[cur:q].replace("\n", " ") if quoted else text[cur:q]):
                 q = text.find(nxt, q + 1, stop)
             if q < 0:
                 return None
@@ -471,3 +474,18 @@ def _literal_spans(s: int, e: int, spans: list[tuple[int, int]]) -> list[tuple[i
     if e > cur:
         out.append((cur, e))
     return out
+
+
+_default: MessageMatcher | None = None
+_default_lock = threading.Lock()
+
+
+def default_matcher() -> MessageMatcher:
+    """The matcher over the committed catalog, built once per process."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            from kb.messages.catalog import load
+
+            _default = MessageMatcher(load())
+        return _default

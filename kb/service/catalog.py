@@ -32,7 +32,8 @@ class Catalog:
 
 # Code whose output the catalog cache and the search index hold: a change to it rebuilds them.
 _DERIVED_FROM = ("knowledge/model.py", "knowledge/loader.py", "knowledge/normalize.py", "knowledge/search.py",
-                 "knowledge/problems.py", "runbooks/model.py", "runbooks/loader.py", "service/catalog.py")
+                 "knowledge/problems.py", "runbooks/model.py", "runbooks/loader.py", "service/catalog.py",
+                 "service/messagecheck.py", "messages/data/catalog.json.gz")
 
 
 def fingerprint(*roots: Path) -> str:
@@ -107,6 +108,11 @@ def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False) ->
     problems += found
     problems += cross_check(entries, set(runbooks))
     problems += check_runbooks_against_entries(runbooks, {e.slug: e for e in entries})
+    from kb.messages.match import default_matcher
+    from kb.service.messagecheck import message_problems
+
+    matcher = default_matcher()
+    problems += message_problems(entries, matcher.catalog, matcher)
     bad = [p for p in problems if p.level == "error" or (strict and p.level == "warning")]
     if bad:
         raise ContentInvalid(bad)

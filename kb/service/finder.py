@@ -14,7 +14,7 @@ import re
 from kb.knowledge.search import SearchIndex
 from kb.messages.catalog import Message, MessageCatalog
 from kb.messages.formats import CONVERSION, collapse
-from kb.messages.match import Found, MessageMatcher, _orig, fold, fold_template
+from kb.messages.match import Found, MessageMatcher, _orig, default_matcher, fold, fold_template
 
 _WRAPPER_END = re.compile(r":\s*(?:%s|%m)?\s*$")  # a message that ends by printing another one
 NO_MATCH = "No known PostgreSQL message in this text"
@@ -38,6 +38,31 @@ def sqlstates_in(text: str) -> list[str]:
     return out
 
 
+_NUMERIC = "1234567"
+_TEXT = "\u27e8v\u27e9"  # ⟨v⟩: no message holds it
+
+
+def sample(template: str) -> str:
+    """A written template as the text a server would print, each placeholder a sample value, so that
+    the matcher can tell which catalog template it is an instance of."""
+    def value(m):
+        c = m.group(1)
+        return "%" if c == "%" else _NUMERIC if c in "diouxXeEfFgGaA" else _TEXT
+    return CONVERSION.sub(value, template)
+
+
+def instance_of(matcher: MessageMatcher, template: str) -> list[tuple[Found, dict[int, str]]]:
+    """The catalog templates a written template instantiates, each with the values it writes in
+    (`... for type oid` writes `oid` in for the second placeholder)."""
+    text = sample(template).strip()
+    out = []
+    for f in matcher.find(text, limit=5):
+        if f.end - f.start >= 0.9 * len(text):
+            fixed = {i: v.strip().lower() for i, v in enumerate(f.values) if _TEXT not in v and v != _NUMERIC}
+            out.append((f, fixed))
+    return out
+
+
 def template_key(template: str) -> str:
     """How an entry's template and a catalog template are compared: every conversion as `%` (entries
     write `%s` where the source has `%zu` or `%m`), whitespace collapsed, case and a final colon,
@@ -50,7 +75,7 @@ class Finder:
 
     def __init__(self, messages: MessageCatalog, index: SearchIndex, entries: dict):
         self.messages = messages
-        self.matcher = MessageMatcher(messages)
+        self.matcher = default_matcher() if messages is default_matcher().catalog else MessageMatcher(messages)
         self.index = index
         self.entries = entries
         self.by_key: dict[str, list[Message]] = {}
@@ -70,10 +95,9 @@ class Finder:
                     self._explain(m.id, e.slug, {})
                 if exact:
                     continue
-                for f in self.matcher.find(t, limit=5):
-                    if f.end - f.start >= 0.9 * len(t.strip()):
-                        fixed = {i: v.strip().lower() for i, v in enumerate(f.values) if "%" not in v}
-                        for m in [f.message, *f.also]:
+                for f, fixed in instance_of(self.matcher, t):
+                    for m in [f.message, *f.also]:
+                        if m.template == f.message.template:
                             self._explain(m.id, e.slug, fixed)
         self.entry_of = {mid: cands[0][0] for mid, cands in self.explained.items()}
         self.sqlstate_entries: dict[str, list[str]] = {}
