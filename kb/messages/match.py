@@ -362,7 +362,10 @@ class MessageMatcher:
         # and a colon (Npgsql, PDO), or an exception class name and a colon. Linear: anchored at $.
         drivers = (r"(?:psycopg2?|asyncpg|sqlalchemy|django\.db)[\w.]*\.\w+\)?|PG::\w+|org\.postgresql\.[\w.]+"
                    r"|Npgsql[\w.]*|io\.vertx\.pgclient[\w.]*|tokio_postgres[\w:]*|sqlx[\w:]*")
-        rx = re.compile(r"(?:^|[^\w])(?:%s)\s?:\s*$|(?:^|[^\w])[0-9A-Z]{5}:\s*$|(?:%s)\s?:\s*$" % (alt, drivers))
+        # jsonlog's and other structured loggers' message field; csvlog's SQLSTATE field before it
+        fields = r"[\"']?(?:message|msg|error|err)[\"']?\s?[:=]\s?[\"']?|(?:^|,)[0-9A-Z]{5},\"?"
+        rx = re.compile(r"(?:^|[^\w])(?:%s)\s?:\s*$|(?:^|[^\w])[0-9A-Z]{5}:\s*$|(?:%s)\s?:\s*$|(?:%s)$"
+                        % (alt, drivers, fields))
         return rx, {w.lower() for w in words}
 
     def _context_ok(self, text: str, start: int, end: int, alone: bool = True) -> bool:

@@ -16,6 +16,12 @@ from kb.messages.catalog import Message, MessageCatalog
 from kb.messages.formats import CONVERSION, collapse
 from kb.messages.match import Found, MessageMatcher, _orig, default_matcher, fold, fold_template
 
+# Signs that a paste is about PostgreSQL at all, for entry templates short and general enough that other
+# programs print them too (Node's `connect ECONNREFUSED %s`). Linear: alternatives of fixed words.
+_POSTGRES_SIGNS = re.compile(
+    r"(?i)postgres|\bpsql\b|\bpg[_:\-]|\bpg\b|pgbouncer|libpq|sqlstate|:5432\b|:6432\b|port 5432|psycopg|asyncpg|npgsql"
+    r"|\bpgx\b|jdbc:postgresql|org\.postgresql|node_modules/pg|pg-pool|sequelize|prisma|typeorm|knex|activerecord"
+    r"|\bPG::|sqlalchemy|django\.db|\blib/pq\b|\bpq:|tokio[_-]postgres|sqlx|diesel|ecto|hikari")
 _WRAPPER_END = re.compile(r":\s*(?:%s|%m)?\s*$")  # a message that ends by printing another one
 NO_MATCH = "No known PostgreSQL message in this text"
 # A SQLSTATE counts only where a program printed it as one: after SQLSTATE/state_code/code/errcode
@@ -101,9 +107,16 @@ class Finder:
                             self._explain(m.id, e.slug, fixed)
         self.entry_of = {mid: cands[0][0] for mid, cands in self.explained.items()}
         self.sqlstate_entries: dict[str, list[str]] = {}
+        inbound: dict[str, int] = {}
+        for e in entries.values():
+            for rel in e.meta.related:
+                inbound[rel] = inbound.get(rel, 0) + 1
         for e in entries.values():
             for code in e.meta.sqlstate:
                 self.sqlstate_entries.setdefault(code, []).append(e.slug)
+        for code, slugs in self.sqlstate_entries.items():
+            # the entry a SQLSTATE is chiefly about first: its first code, then the one most entries link to
+            slugs.sort(key=lambda s: (entries[s].meta.sqlstate[0] != code, -inbound.get(s, 0), s))
 
     def _explain(self, mid: str, slug: str, fixed: dict[int, str]) -> None:
         cands = self.explained.setdefault(mid, [])
@@ -161,6 +174,8 @@ class Finder:
             cat = [m for m in self.by_key.get(template_key(matched), ()) if not m.generic and m.kind != "other"]
             if cat and not any(m.id in found_ids for m in cat):
                 continue  # a catalog message the matcher did not accept here (too short for its context)
+            if not cat and _weak_text(matched) and not _POSTGRES_SIGNS.search(text):
+                continue  # a short driver or OS message (connect ECONNREFUSED %s) in a paste about no PostgreSQL
             regions = [r for r in (_region(folded, t) for t in self.entry_templates.get(hit["slug"], [])) if r]
             merged = False
             for _pos, r in positions:
@@ -225,6 +240,12 @@ class Finder:
 def _found_dict(f: Found) -> dict:
     return {"id": f.message.id, "template": f.message.template, "kind": f.message.kind, "lang": f.lang,
             "values": f.values, "text": f.text[:500], "url": f"/messages/{f.message.id}"}
+
+
+def _weak_text(template: str) -> bool:
+    from kb.messages.match import _parts, _weak
+
+    return _weak(_parts(fold_template(template)))
 
 
 def _region(folded: tuple, template: str) -> tuple[int, int] | None:
