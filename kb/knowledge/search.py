@@ -274,8 +274,9 @@ class SearchIndex:
             df = self._df_cache[key] = self._searcher().doc_frequency(field, text)
         return df
 
-    def search(self, text: str, limit: int = 10) -> list[dict]:
-        """Ranked hits: [{slug, score, matched}] with exact evidence far above prose.
+    def search(self, text: str, limit: int = 10, prose: bool = True) -> list[dict]:
+        """Ranked hits: [{slug, score, matched}] with exact evidence far above prose (prose=False: exact
+        evidence only, without the BM25 query, for a caller that has found the paste's messages already).
 
         Results are cached by the normalised paste, so the same error pasted again with another
         timestamp, PID, host or identifier (what an incident channel does) costs one dict lookup.
@@ -283,14 +284,14 @@ class SearchIndex:
         tokens = normalize_text(text)
         codes = [c for c in sqlstates_in(text) if c in self._sqlstates]
         if not self.cache_bytes:
-            return self._rank(tokens, codes, limit)
-        key = hashlib.blake2b("\0".join([*tokens, "", *codes, str(limit)]).encode(), digest_size=16).digest()
+            return self._rank(tokens, codes, limit, prose)
+        key = hashlib.blake2b("\0".join([*tokens, "", *codes, str(limit), str(prose)]).encode(), digest_size=16).digest()
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return [dict(h) for h in hit[0]]
-        ranked = self._rank(tokens, codes, limit)
+        ranked = self._rank(tokens, codes, limit, prose)
         size = _CACHE_ENTRY_BYTES + sum(_CACHE_HIT_BYTES + len(h["slug"]) + len(h["matched"] or "") for h in ranked)
         with self._cache_lock:
             if key not in self._cache:
@@ -305,7 +306,7 @@ class SearchIndex:
         with self._cache_lock:
             return len(self._cache), self._cache_used
 
-    def _rank(self, tokens: list[str], codes: list[str], limit: int) -> list[dict]:
+    def _rank(self, tokens: list[str], codes: list[str], limit: int, prose: bool = True) -> list[dict]:
         templates = self.template_hits(tokens)
         scores: dict[str, float] = {}
         matched: dict[str, str | None] = {}
@@ -330,7 +331,7 @@ class SearchIndex:
                     if rel not in scores:
                         scores[rel] = COMPANION_SCORE - rank - i * 0.01
                         matched[rel] = None
-        else:
+        elif prose:
             for slug, score in self.prose_hits(tokens, limit=max(limit, 20)).items():
                 scores[slug] = scores.get(slug, 0.0) + min(score, PROSE_CAP)
                 matched.setdefault(slug, None)

@@ -277,8 +277,31 @@ def compile_patterns(messages: list[Message]) -> list[list[list]]:
     for mi, lang, folded, parts in pending:
         # short grams (a whole short literal) are weaker than full ones: rank by (shared by, shortness)
         i, off, _g = min(grams(parts), key=lambda x: (gram_freq[x[2]] * (1 + GRAM - len(x[2])), x[0], x[1]))
-        out[mi].append([lang, folded, i, off, _weak(parts)])
+        # where the anchor starts in the folded form, and its length, so a server need not parse forms
+        # (-1 where the literal holds a `%%`, which the form spells with two characters)
+        length = min(GRAM, len(parts[i][1]) - off)
+        at = _literal_start(folded, i) + off
+        if folded[at:at + length] != parts[i][1][off:off + length]:
+            at = -1
+        out[mi].append([lang, folded, i, off, _weak(parts), at, length])
     return out
+
+
+def _literal_start(folded: str, index: int) -> int:
+    """Offset in the folded form where part `index` (a literal) begins."""
+    n, last = 0, 0
+    for m in CONVERSION.finditer(folded):
+        if m.group(1) == "%":
+            continue
+        if m.start() > last:
+            if n == index:
+                return last
+            n += 1
+        if n == index:
+            return m.end()  # unreachable for a literal index
+        n += 1
+        last = m.end()
+    return last
 
 
 class _Pattern:
@@ -327,16 +350,16 @@ class MessageMatcher:
         anchors: dict[str, list[int]] = {}
         for mi in order:
             m = catalog.messages[mi]
-            for lang, folded, k, off, weak in patterns[mi]:
+            for lang, folded, k, off, weak, at, length in patterns[mi]:
                 key = (folded, lang)
                 if key in by_text:  # the same text printed by another component (libpq's and psql's "out of memory")
                     self._same.setdefault(by_text[key], []).append(m)
                     continue
                 p = _Pattern(m, lang, folded, k, off, weak)
                 by_text[key] = len(self._patterns)
-                anchors.setdefault(p.parts[k][1][off:off + GRAM], []).append(len(self._patterns))
+                anchor = folded[at:at + length] if at >= 0 else p.parts[k][1][off:off + length]
+                anchors.setdefault(anchor, []).append(len(self._patterns))
                 self._patterns.append(p)
-                p._parts = None  # parsed again on demand: most patterns are never verified
         self._automaton = ahocorasick.Automaton()
         for anchor, idxs in anchors.items():
             self._automaton.add_word(anchor, (len(anchor), tuple(idxs)))

@@ -164,7 +164,7 @@ class Finder:
             positions.append((f.start, {"kind": "entry" if slug else "message", "slug": slug, "found": f}))
         # the entries' own templates: pooler and driver messages the catalog does not hold, and
         # entries whose wording (an older major's, or with a value written in) explains a found message
-        ranked = self.index.search(text, limit=max(limit, 20))
+        ranked = self.index.search(text, limit=max(limit, 20), prose=False)
         folded = fold(text) if ranked else None
         found_ids = {m.id for f in found for m in [f.message, *f.also]}
         for hit in ranked:
@@ -226,7 +226,7 @@ class Finder:
                         taken.add(f"entry:{rel}")
                         results.append({"kind": "entry", "slug": rel, "match": "related", "of": r["slug"]})
         elif not codes:
-            for hit in ranked:
+            for hit in self.index.search(text, limit=max(limit, 20)):
                 if f"entry:{hit['slug']}" not in taken:
                     taken.add(f"entry:{hit['slug']}")
                     results.append({"kind": "entry", "slug": hit["slug"], "match": "words", "score": hit["score"]})
