@@ -60,13 +60,19 @@ def search(as_json: bool, limit: int, text: str) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    if result.get("note"):
-        click.echo(f"note: {result['note']}")
-    if not result["results"]:
-        click.echo("no match")
+    if result.get("notice"):
+        click.echo(f"{result['notice']}." + (" Entries with similar wording:" if result["results"] else ""))
     for r in result["results"]:
-        why = f"  [matched {r['matched']}]" if r["matched"] else ""
-        click.echo(f"{r['score']:8.1f}  {r['slug']}  {r['title']}{why}")
+        name = r["slug"] or r["url"]
+        how = {"message": "found", "sqlstate": "SQLSTATE", "related": "companion", "words": "similar wording"}[r["match"]]
+        if r.get("message"):
+            lang = f", {r['lang']}" if r.get("lang") not in (None, "en") else ""
+            how += f" {r['message']['template'].strip()!r}{lang}"
+            if r["message"]["values"]:
+                how += " with " + ", ".join(repr(v) for v in r["message"]["values"])
+        elif r["matched"] and r["match"] != "words":
+            how += f" {r['matched']!r}"
+        click.echo(f"{r['kind']:7}  {name}  {r['title']}  [{how}]")
 
 
 @click.command()
