@@ -10,6 +10,7 @@ from kb.service.catalog import Catalog, load_catalog_cached
 from kb.errors import ApiError, BadRequest, NotFound
 from kb.knowledge.search import MAX_QUERY_CHARS, Doc, SearchIndex
 from kb.messages.catalog import COMPONENT_NAMES, LANGUAGE_NAMES, SOURCES_NOTE
+from kb.messages.sources import MAJORS
 from kb.settings import Config
 
 
@@ -24,7 +25,10 @@ def _psycopg_name(code: str) -> str | None:
     except KeyError:
         return None
 
+
 log = logging.getLogger("kb")
+KIND_NAMES = {"primary": "primary message", "detail": "DETAIL", "hint": "HINT", "setting": "setting description",
+              "other": "other text (help text, a heading or a fragment)"}
 NO_MATCH = "No known PostgreSQL message in this text"
 ENGINE_ORDER = {"postgresql": 0, "pgbouncer": 1}  # the server first, then the pooler, then drivers A-Z
 
@@ -84,6 +88,14 @@ class Service:
         data["related"] = [self._ref(s) for s in e.meta.related if s in self.catalog.entries]
         data["runbooks"] = [{"id": r, "title": self.catalog.runbooks[r].title, "url": f"/runbooks/{r}"}
                             for r in e.meta.runbooks if r in self.catalog.runbooks]
+        # the entry's messages as the catalog has them, in every language PostgreSQL translates them to
+        messages = {m.id: m for m in self.finder.catalog_templates_of(slug)}
+        data["translations"] = [
+            {"id": m.id, "template": m.template, "kind": m.kind, "url": f"/messages/{m.id}",
+             "translations": [{"lang": lang, "language": LANGUAGE_NAMES.get(lang, lang), "forms": forms}
+                              for lang, forms in sorted(m.translations.items(),
+                                                        key=lambda kv: LANGUAGE_NAMES.get(kv[0], kv[0]))]}
+            for m in messages.values()]
         return data
 
     def _ref(self, slug: str) -> dict:
@@ -179,57 +191,97 @@ class Service:
         return []
 
     def sqlstate_ref(self, code: str) -> dict:
+        """A SQLSTATE in brief: code, condition name, class and its name, page."""
         s = self.messages.sqlstates[code]
         return {"code": code, "condition": s.condition, "class": s.class_code, "class_name": s.class_name,
                 "url": f"/sqlstates/{code}"}
 
+    def _class_entries(self, classes: set[str], skip: set[str]) -> list[dict]:
+        """Entries carrying a SQLSTATE of one of `classes`, but none of `skip`, by title."""
+        slugs = {e.slug for e in self.catalog.entries.values() for c in e.meta.sqlstate
+                 if c[:2] in classes and e.slug not in skip}
+        return sorted((self._ref(s) for s in slugs), key=lambda r: r["title"].lower())
+
     def message(self, mid: str) -> dict:
+        """A catalog message: template, kind, versions, translations, its SQLSTATE and entries."""
         m = self.messages.by_id.get(mid)
         if m is None:
             raise NotFound(f"message {mid!r}")
-        slug = self.finder.entry_of.get(m.id)
         codes = self.message_sqlstates(m)
-        classes = sorted({c[:2] for c in codes})
-        same_class = sorted({e.slug for e in self.catalog.entries.values() for c in e.meta.sqlstate
-                             if c[:2] in classes and e.slug != slug})
+        # every entry that explains it, each with the values that select it (`could not connect to
+        # server: %s` is connection-refused for "Connection refused", connection-timed-out for ...)
+        entries, seen = [], set()
+        for slug, fixed in self.finder.explained.get(m.id, ()):
+            if slug in self.catalog.entries and (slug, tuple(fixed.items())) not in seen:
+                seen.add((slug, tuple(fixed.items())))
+                entries.append({**self._ref(slug), "when": [{"position": i + 1, "value": v}
+                                                             for i, v in sorted(fixed.items())]})
+        slugs = {e["slug"] for e in entries}
         data = m.as_dict()
         data.update({
             "url": f"/messages/{m.id}",
             "component_name": COMPONENT_NAMES.get(m.component, m.component),
-            "entry": self._ref(slug) if slug else None,
+            "kind_name": KIND_NAMES.get(m.kind, m.kind),
+            "all_majors": list(MAJORS),
+            # the npm builds of 13, 14, 16 and 17 ship no psql binary: its other versions are unknown
+            "versions_known": [15, 18] if m.component == "psql" else list(MAJORS),
+            "entry": self._ref(entries[0]["slug"]) if entries else None,
+            "entries": entries,
             "sqlstates": [self.sqlstate_ref(c) for c in codes if c in self.messages.sqlstates],
-            "class_entries": [self._ref(s) for s in same_class],
+            "class_entries": self._class_entries({c[:2] for c in codes}, slugs),
             "translations": [{"lang": lang, "language": LANGUAGE_NAMES.get(lang, lang), "forms": forms}
-                             for lang, forms in sorted(m.translations.items())],
+                             for lang, forms in sorted(m.translations.items(),
+                                                       key=lambda kv: LANGUAGE_NAMES.get(kv[0], kv[0]))],
             "sources": SOURCES_NOTE,
-            "note": None if slug else "No entry is written for this message yet.",
+            "note": None if entries else "No entry is written for this message yet.",
         })
         return data
 
+    def _sqlstate_messages(self) -> dict[str, list[str]]:
+        """Catalog message ids by the SQLSTATE they are known to carry (message_sqlstates)."""
+        out: dict[str, list[str]] = {}
+        for mid in self.finder.entry_of:
+            for code in self.message_sqlstates(self.messages.by_id[mid]):
+                out.setdefault(code, []).append(mid)
+        return out
+
     def sqlstates(self) -> dict:
-        """Every SQLSTATE of errcodes.txt, by class."""
+        """Every SQLSTATE of errcodes.txt, by class, with the entries and messages that carry each."""
         classes: dict[str, dict] = {}
+        by_code = self._sqlstate_messages()
         for code, s in sorted(self.messages.sqlstates.items()):
-            c = classes.setdefault(s.class_code, {"class": s.class_code, "class_name": s.class_name, "sqlstates": []})
-            c["sqlstates"].append({**s.as_dict(), "url": f"/sqlstates/{code}",
-                                   "entries": self.finder.sqlstate_entries.get(code, [])})
-        return {"count": len(self.messages.sqlstates), "classes": list(classes.values()),
-                "sources": "errcodes.txt of PostgreSQL 13-18"}
+            c = classes.setdefault(s.class_code, {"class": s.class_code, "class_name": s.class_name,
+                                                  "url": f"/sqlstates#class-{s.class_code}", "sqlstates": []})
+            c["sqlstates"].append({**s.as_dict(), "majors": sorted(set(s.majors)), "url": f"/sqlstates/{code}",
+                                   "psycopg": _psycopg_name(code),
+                                   "entries": [self._ref(x) for x in self.finder.sqlstate_entries.get(code, [])],
+                                   "message_count": len(by_code.get(code, []))})
+        return {"count": len(self.messages.sqlstates), "class_count": len(classes),
+                "entry_count": sum(1 for e in self.catalog.entries.values() if e.meta.sqlstate),
+                "classes": list(classes.values()), "all_majors": list(MAJORS),
+                "sources": "errcodes.txt of PostgreSQL 13-18; psycopg.errors for the exception classes"}
 
     def sqlstate(self, code: str) -> dict:
+        """One SQLSTATE: class, condition, psycopg's exception, the entries and messages carrying it."""
         s = self.messages.sqlstates.get(code)
         if s is None:
             raise NotFound(f"SQLSTATE {code!r}")
         slugs = self.finder.sqlstate_entries.get(code, [])
-        class_slugs = sorted({e.slug for e in self.catalog.entries.values() for c in e.meta.sqlstate
-                              if c[:2] == s.class_code and e.slug not in slugs})
-        messages = [{"id": m.id, "template": m.template, "url": f"/messages/{m.id}"}
-                    for slug in slugs for m in self.finder.catalog_templates_of(slug)]
+        messages = []
+        for mid in self._sqlstate_messages().get(code, []):
+            m = self.messages.by_id[mid]
+            messages.append({"id": m.id, "template": m.template, "kind": m.kind, "url": f"/messages/{m.id}",
+                             "entry": self.finder.entry_of[m.id]})
+        messages.sort(key=lambda x: (x["entry"], x["template"].lower()))
         cls = self.messages.sqlstates.get(s.class_code + "000")
-        return {**s.as_dict(), "url": f"/sqlstates/{code}", "psycopg": _psycopg_name(code),
-                "class_condition": cls.condition if cls else None,
-                "entries": [self._ref(x) for x in slugs], "class_entries": [self._ref(x) for x in class_slugs],
-                "messages": messages, "sources": "errcodes.txt of PostgreSQL 13-18"}
+        return {**s.as_dict(), "majors": sorted(set(s.majors)), "url": f"/sqlstates/{code}",
+                "psycopg": _psycopg_name(code), "class_condition": cls.condition if cls else None,
+                "class_url": f"/sqlstates#class-{s.class_code}",
+                "entries": [self._ref(x) for x in slugs],
+                "class_entries": self._class_entries({s.class_code}, set(slugs)),
+                "messages": messages, "all_majors": list(MAJORS),
+                "sources": "errcodes.txt of PostgreSQL 13-18 (the file the server's SQLSTATE macros and PL/pgSQL's "
+                           "condition names are generated from); psycopg.errors for the exception class"}
 
     # --- runbooks --------------------------------------------------------------------------------
     def runbook(self, rid: str) -> dict:

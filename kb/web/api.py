@@ -44,7 +44,6 @@ def body(model: type[BaseModel], allow_empty: bool = False) -> BaseModel:
         raise BadRequest("the body nests too deeply") from None
 
 
-
 @bp.get("/search")
 def search_get():
     auth.rate_limit("search")
@@ -67,6 +66,21 @@ def entries():
 @bp.get("/entries/<slug>")
 def entry(slug: str):
     return json_response(service().entry(slug))
+
+
+@bp.get("/messages/<mid>")
+def message(mid: str):
+    return json_response(service().message(mid))
+
+
+@bp.get("/sqlstates")
+def sqlstates():
+    return json_response(service().sqlstates())
+
+
+@bp.get("/sqlstates/<code>")
+def sqlstate(code: str):
+    return json_response(service().sqlstate(code))
 
 
 @bp.get("/runbooks")

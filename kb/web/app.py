@@ -66,12 +66,13 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
     from kb.web import api, chat, errors, pages, runs
 
-    from kb.web.present import outcome_label, slots
+    from kb.web.present import language_name, outcome_label, slots
 
     errors.register(app)
     app.after_request(_security_headers)
     app.jinja_env.filters["slots"] = slots
     app.jinja_env.filters["outcome_label"] = outcome_label
+    app.jinja_env.filters["language"] = language_name
     auth.register(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)

@@ -36,6 +36,9 @@ def spec() -> dict:
     limit = {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 50}}
     slug = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
     rid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    mid = {"name": "mid", "in": "path", "required": True, "schema": {"type": "string"},
+           "description": "A catalog message id, as search results and /messages/<id> pages give it"}
+    code = {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}, "description": "A SQLSTATE, e.g. 53300"}
     run_id = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
     facets = [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in ("engine", "tag", "sqlstate")]
     search_ok = _resp("Ranked results", {"$ref": "#/components/schemas/SearchResults"})
@@ -43,7 +46,7 @@ def spec() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "kb API", "version": "1.0.0",
-                 "description": "Search PostgreSQL errors, read entries, and run guided runbooks against configured targets. "
+                 "description": "Search PostgreSQL errors, read entries, catalog messages and SQLSTATEs, and run guided runbooks against configured targets. "
                                 "Authenticate with `Authorization: Bearer <token>` (tokens from `kb token create`). "
                                 "Every error has the shape {ok: false, status, error, errors}."},
         "components": {
@@ -52,16 +55,89 @@ def spec() -> dict:
                 "Error": {"type": "object", "required": ["ok", "status", "error", "errors"], "properties": {
                     "ok": {"const": False}, "status": {"type": "integer"}, "error": {"type": "string"},
                     "errors": {"type": "array", "items": {"type": "object"}}}},
-                "SearchHit": {"type": "object", "required": ["slug", "title", "url", "score", "sqlstates", "messages",
-                                                             "snippet", "matched", "summary"], "properties": {
+                "EntryRef": {"type": "object", "required": ["slug", "title", "url", "sqlstates"], "properties": {
                     "slug": {"type": "string"}, "title": {"type": "string"}, "url": {"type": "string"},
+                    "sqlstates": {"type": "array", "items": {"type": "string"}}}},
+                "SqlStateRef": {"type": "object", "required": ["code", "condition", "class", "class_name", "url"], "properties": {
+                    "code": {"type": "string", "pattern": "^[0-9A-Z]{5}$"},
+                    "condition": {"type": ["string", "null"], "description": "The condition name PL/pgSQL accepts"},
+                    "class": {"type": "string"}, "class_name": {"type": "string"}, "url": {"type": "string"}}},
+                "Translation": {"type": "object", "required": ["lang", "language", "forms"], "properties": {
+                    "lang": {"type": "string", "description": "gettext language code (de, pt_BR, zh_CN, ...)"},
+                    "language": {"type": "string"},
+                    "forms": {"type": "array", "items": {"type": "string"}, "description": "One form, or one per plural form"}}},
+                "FoundMessage": {"type": "object", "description": "A catalog message found in the pasted text",
+                                 "required": ["id", "template", "kind", "values", "text", "url"], "properties": {
+                    "id": {"type": "string"}, "template": {"type": "string"}, "kind": {"$ref": "#/components/schemas/MessageKind"},
+                    "lang": {"type": ["string", "null"], "description": "The language it was written in (en when English)"},
+                    "values": {"type": "array", "items": {"type": "string"}, "description": "What the paste holds for each placeholder"},
+                    "text": {"type": "string", "description": "The text of the paste that matched"},
+                    "url": {"type": "string"}}},
+                "MessageKind": {"enum": ["primary", "detail", "hint", "setting", "other"]},
+                "SearchHit": {"type": "object", "required": ["slug", "title", "url", "score", "sqlstates", "messages",
+                                                             "snippet", "matched", "summary", "kind", "match"], "properties": {
+                    "slug": {"type": ["string", "null"], "description": "The entry; null for a catalog message without one"},
+                    "id": {"type": "string", "description": "The catalog message's id (kind message)"},
+                    "title": {"type": "string"}, "url": {"type": "string"},
                     "score": {"type": "number"}, "sqlstates": {"type": "array", "items": {"type": "string"}},
                     "messages": {"type": "array", "items": {"type": "string"}}, "snippet": {"type": "string"},
                     "matched": {"type": ["string", "null"], "description": "The message template or SQLSTATE that explains the hit"},
-                    "summary": {"type": "string", "description": "One line for chat"}}},
-                "SearchResults": {"type": "object", "properties": {
+                    "summary": {"type": "string", "description": "One line for chat"},
+                    "kind": {"enum": ["entry", "message"],
+                             "description": "entry: a written entry; message: a catalog message with no entry yet (see url)"},
+                    "match": {"enum": ["message", "sqlstate", "related", "words"],
+                              "description": "How it was found: a known message in the text, a SQLSTATE printed in it, a "
+                                             "companion the matched entry names, or wording only (a suggestion, not an answer)"},
+                    "lang": {"type": ["string", "null"], "description": "The language of the found message"},
+                    "message": {"$ref": "#/components/schemas/FoundMessage"},
+                    "details": {"type": "array", "items": {"$ref": "#/components/schemas/FoundMessage"},
+                                "description": "DETAIL and HINT lines found with the message"},
+                    "of": {"type": "string", "description": "match related: the slug of the matched entry it accompanies"}}},
+                "SearchResults": {"type": "object", "required": ["query", "count", "match", "results", "sqlstates"], "properties": {
                     "query": {"type": "string"}, "count": {"type": "integer"},
+                    "match": {"enum": ["message", "sqlstate", "none"],
+                              "description": "What the text held: a known message, only a SQLSTATE, or neither"},
+                    "notice": {"type": "string", "description": "Set when match is none: the results are suggestions"},
+                    "sqlstates": {"type": "array", "items": {"$ref": "#/components/schemas/SqlStateRef"},
+                                  "description": "SQLSTATEs printed as such in the text"},
                     "results": {"type": "array", "items": {"$ref": "#/components/schemas/SearchHit"}}}},
+                "Message": {"type": "object", "description": "A message of the catalog PostgreSQL 13-18 print",
+                            "required": ["id", "template", "component", "kind", "generic", "versions", "translations",
+                                         "entry", "entries", "sqlstates", "class_entries", "sources"], "properties": {
+                    "id": {"type": "string"}, "template": {"type": "string"},
+                    "component": {"enum": ["postgres", "plpgsql", "libpq", "psql"]}, "component_name": {"type": "string"},
+                    "kind": {"$ref": "#/components/schemas/MessageKind"}, "kind_name": {"type": "string"},
+                    "generic": {"type": "boolean", "description": "Too generic to identify anything alone"},
+                    "origin": {"enum": ["translation", "binary"], "description": "Read from the gettext catalogs, or from a binary"},
+                    "plural": {"type": ["string", "null"]},
+                    "versions": {"type": "array", "items": {"type": "integer"}, "description": "Majors whose binaries print it"},
+                    "versions_known": {"type": "array", "items": {"type": "integer"}},
+                    "all_majors": {"type": "array", "items": {"type": "integer"}},
+                    "translations": {"type": "array", "items": {"$ref": "#/components/schemas/Translation"}},
+                    "entry": {"anyOf": [{"$ref": "#/components/schemas/EntryRef"}, {"type": "null"}]},
+                    "entries": {"type": "array", "items": {"type": "object"},
+                                "description": "Every entry explaining it, with `when`: the placeholder values that select it"},
+                    "sqlstates": {"type": "array", "items": {"$ref": "#/components/schemas/SqlStateRef"}},
+                    "class_entries": {"type": "array", "items": {"$ref": "#/components/schemas/EntryRef"}},
+                    "note": {"type": ["string", "null"]}, "url": {"type": "string"}, "sources": {"type": "string"}}},
+                "SqlState": {"type": "object", "required": ["code", "condition", "class", "class_name", "type", "macro",
+                                                            "majors", "psycopg", "url"], "properties": {
+                    "code": {"type": "string"}, "condition": {"type": ["string", "null"]},
+                    "class": {"type": "string"}, "class_name": {"type": "string"},
+                    "type": {"enum": ["error", "warning", "success"]}, "macro": {"type": "string"},
+                    "majors": {"type": "array", "items": {"type": "integer"}, "description": "Majors whose errcodes.txt lists it"},
+                    "psycopg": {"type": ["string", "null"], "description": "psycopg.errors class raised for it"},
+                    "url": {"type": "string"},
+                    "entries": {"type": "array", "items": {"$ref": "#/components/schemas/EntryRef"}},
+                    "class_entries": {"type": "array", "items": {"$ref": "#/components/schemas/EntryRef"}},
+                    "messages": {"type": "array", "items": {"type": "object"}, "description": "Catalog messages known to carry it"},
+                    "message_count": {"type": "integer"}, "sources": {"type": "string"}}},
+                "SqlStates": {"type": "object", "required": ["count", "classes"], "properties": {
+                    "count": {"type": "integer"}, "class_count": {"type": "integer"}, "entry_count": {"type": "integer"},
+                    "classes": {"type": "array", "items": {"type": "object", "properties": {
+                        "class": {"type": "string"}, "class_name": {"type": "string"}, "url": {"type": "string"},
+                        "sqlstates": {"type": "array", "items": {"$ref": "#/components/schemas/SqlState"}}}}},
+                    "sources": {"type": "string"}}},
                 "Step": {"type": "object", "description": "One executed step of a run", "properties": {
                     "seq": {"type": "integer"}, "step_id": {"type": "string"},
                     "kind": {"enum": ["diagnostic", "question", "action", "preview", "conclusion"]},
@@ -100,6 +176,16 @@ def spec() -> dict:
                                         "parameters": facets, "responses": {"200": _resp("Entries", {"type": "object"}), **_errors(400)}}},
             "/api/v1/entries/{slug}": {"get": {"summary": "One entry, fully structured", "operationId": "entry",
                                                "parameters": [slug], "responses": {"200": _resp("The entry", {"type": "object"}), **_errors(404)}}},
+            "/api/v1/messages/{mid}": {"get": {"summary": "A catalog message: template, kind, versions, translations, entries",
+                                               "operationId": "message", "parameters": [mid],
+                                              "responses": {"200": _resp("The message", {"$ref": "#/components/schemas/Message"}),
+                                                            **_errors(404)}}},
+            "/api/v1/sqlstates": {"get": {"summary": "Every SQLSTATE of PostgreSQL 13-18, by class", "operationId": "sqlstates",
+                                          "responses": {"200": _resp("SQLSTATEs", {"$ref": "#/components/schemas/SqlStates"})}}},
+            "/api/v1/sqlstates/{code}": {"get": {"summary": "One SQLSTATE: class, condition name, psycopg class, entries, messages",
+                                                 "operationId": "sqlstate", "parameters": [code],
+                                                 "responses": {"200": _resp("The SQLSTATE", {"$ref": "#/components/schemas/SqlState"}),
+                                                               **_errors(404)}}},
             "/api/v1/runbooks": {"get": {"summary": "Runbooks", "operationId": "runbooks", "responses": {"200": _resp("Runbooks", {"type": "object"})}}},
             "/api/v1/runbooks/{id}": {"get": {"summary": "A runbook with steps and parameters", "operationId": "runbook",
                                               "parameters": [rid], "responses": {"200": _resp("The runbook", {"type": "object"}), **_errors(404)}}},

@@ -1,4 +1,5 @@
-"""HTML pages of the knowledge base (and their .json twins): home, search, entries, runbooks."""
+"""HTML pages of the knowledge base (and their .json twins): home, search, entries, catalog messages,
+SQLSTATEs, runbooks."""
 
 from __future__ import annotations
 
@@ -38,7 +39,6 @@ def search():
     return present("pages/search.html", data)
 
 
-
 @bp.get("/errors")
 @bp.get("/errors.json")
 def entries():
@@ -52,6 +52,26 @@ def entries():
 def entry(slug: str):
     data = service().entry(slug)
     return present("pages/entry.html", data, json_path=f"/errors/{slug}.json", cache_key=f"entry:{slug}")
+
+
+@bp.get("/messages/<mid>")
+@bp.get("/messages/<mid>.json")
+def message(mid: str):
+    # not cached like the entries: ~11,800 messages would keep every page any crawler asked for
+    return present("pages/message.html", service().message(mid), json_path=f"/messages/{mid}.json")
+
+
+@bp.get("/sqlstates")
+@bp.get("/sqlstates.json")
+def sqlstates():
+    return present("pages/sqlstates.html", service().sqlstates(), json_path="/sqlstates.json", cache_key="sqlstates")
+
+
+@bp.get("/sqlstates/<code>")
+@bp.get("/sqlstates/<code>.json")
+def sqlstate(code: str):
+    data = service().sqlstate(code)  # NotFound before anything is cached: at most one page per known code
+    return present("pages/sqlstate.html", data, json_path=f"/sqlstates/{code}.json", cache_key=f"sqlstate:{code}")
 
 
 @bp.get("/runbooks")

@@ -75,3 +75,10 @@ OUTCOME_LABELS = {"problem": "Problem found", "healthy": "Healthy", "inconclusiv
 def outcome_label(outcome: str | None) -> str:
     """How a conclusion's outcome reads on a page: problem, healthy or inconclusive."""
     return OUTCOME_LABELS.get(outcome or "", "Inconclusive")
+
+
+def language_name(code: str | None) -> str:
+    """A gettext language code as a person reads it: de -> German, pt_BR -> Portuguese (Brazil)."""
+    from kb.messages.catalog import LANGUAGE_NAMES
+
+    return LANGUAGE_NAMES.get(code or "", code or "")
