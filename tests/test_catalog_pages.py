@@ -215,3 +215,27 @@ def test_openapi_describes_the_catalog(client):
     assert {"kind", "match", "lang", "message", "details"} <= set(hit)
     results = spec["components"]["schemas"]["SearchResults"]["properties"]
     assert {"match", "notice", "sqlstates"} <= set(results)
+
+
+def test_a_setting_description_is_not_called_an_error(client, svc):
+    m = next(m for m in svc.messages.messages if m.kind == "setting" and m.id not in svc.finder.entry_of)
+    html = client.get(f"/messages/{m.id}").get_data(as_text=True)
+    assert "setting description" in html and "none (not an error)" in html and "pg_settings" in html
+    assert "No entry is written for this message yet." not in html and "do not record which SQLSTATE" not in html
+
+
+def test_a_message_several_entries_explain_names_the_values_that_pick_each(client, svc):
+    m = next(m for m in svc.messages.messages if m.template == "could not connect to server: %s" and m.component == "psql")
+    entries = client.get(f"/api/v1/messages/{m.id}").get_json()["entries"]
+    refused = next(e for e in entries if e["slug"] == "connection-refused")
+    assert [{"position": 1, "value": "connection refused"}] in refused["when"]
+    assert len({e["slug"] for e in entries}) == len(entries)
+    html = client.get(f"/messages/{m.id}").get_data(as_text=True)
+    assert "when value 1 is <code>connection refused</code>" in html
+
+
+def test_a_long_paste_stays_whole_in_the_box(client):
+    paste = "ERROR:  deadlock detected\n" + "\n".join(f"    at com.example.Service.method{i}(Service.java:{i})" for i in range(150))
+    html = client.post("/search", data={"q": paste}).get_data(as_text=True)
+    box = html[html.index('<textarea'):html.index('</textarea>')]
+    assert box.endswith("at com.example.Service.method149(Service.java:149)")

@@ -208,15 +208,20 @@ class Service:
         if m is None:
             raise NotFound(f"message {mid!r}")
         codes = self.message_sqlstates(m)
-        # every entry that explains it, each with the values that select it (`could not connect to
-        # server: %s` is connection-refused for "Connection refused", connection-timed-out for ...)
-        entries, seen = [], set()
+        # every entry that explains it, with the placeholder values that select it, if any (`could not
+        # connect to server: %s` is connection-refused for "connection refused" or "no such file or
+        # directory", connection-timed-out for "connection timed out"); [] when it explains any text
+        when: dict[str, list] = {}
         for slug, fixed in self.finder.explained.get(m.id, ()):
-            if slug in self.catalog.entries and (slug, tuple(fixed.items())) not in seen:
-                seen.add((slug, tuple(fixed.items())))
-                entries.append({**self._ref(slug), "when": [{"position": i + 1, "value": v}
-                                                             for i, v in sorted(fixed.items())]})
-        slugs = {e["slug"] for e in entries}
+            if slug in self.catalog.entries:
+                alternatives = when.setdefault(slug, [])
+                values = [{"position": i + 1, "value": v} for i, v in sorted(fixed.items())]
+                if alternatives is not None and values and values not in alternatives:
+                    alternatives.append(values)
+                elif not values:
+                    when[slug] = None
+        entries = [{**self._ref(slug), "when": alts or []} for slug, alts in when.items()]
+        slugs = set(when)
         data = m.as_dict()
         data.update({
             "url": f"/messages/{m.id}",

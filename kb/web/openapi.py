@@ -116,7 +116,8 @@ def spec() -> dict:
                     "translations": {"type": "array", "items": {"$ref": "#/components/schemas/Translation"}},
                     "entry": {"anyOf": [{"$ref": "#/components/schemas/EntryRef"}, {"type": "null"}]},
                     "entries": {"type": "array", "items": {"type": "object"},
-                                "description": "Every entry explaining it, with `when`: the placeholder values that select it"},
+                                "description": "Every entry explaining it, with `when`: the alternative placeholder values "
+                                               "([{position, value}]) that select it, [] when it explains the message as such"},
                     "sqlstates": {"type": "array", "items": {"$ref": "#/components/schemas/SqlStateRef"}},
                     "class_entries": {"type": "array", "items": {"$ref": "#/components/schemas/EntryRef"}},
                     "note": {"type": ["string", "null"]}, "url": {"type": "string"}, "sources": {"type": "string"}}},

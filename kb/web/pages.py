@@ -36,7 +36,7 @@ def search():
         return present("pages/search.html", {"query": "", "count": 0, "results": []})
     auth.rate_limit("search")  # the same per-identity limit as the API's search
     data = service().search_text(q, limit=limit_arg())
-    return present("pages/search.html", data)
+    return present("pages/search.html", data, pasted=q)  # the box keeps the whole paste; data.query is cut
 
 
 @bp.get("/errors")
