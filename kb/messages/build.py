@@ -146,7 +146,8 @@ def build(src: Sources) -> dict:
             rec = codes.setdefault(row.code, {
                 "code": row.code, "type": row.type, "macro": row.macro, "condition": row.condition,
                 "class": row.class_code, "class_name": row.class_name, "majors": []})
-            rec["majors"].append(major)
+            if major not in rec["majors"]:  # a few codes are listed twice (as an error and a warning alias)
+                rec["majors"].append(major)
             if row.condition and not rec["condition"]:
                 rec["condition"] = row.condition
     # the matcher's patterns, precomputed (see match.compile_patterns)

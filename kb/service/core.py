@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -164,7 +165,8 @@ class Service:
 
     def _entry_result(self, r: dict) -> dict:
         e = self.catalog.entries[r["slug"]]
-        snippet = (e.summary or (e.sections["quick-fix"].text if "quick-fix" in e.sections else "")).replace("`", "")
+        snippet = (e.summary or (e.sections["quick-fix"].text if "quick-fix" in e.sections else ""))
+        snippet = re.sub(r"\*\*|__|`", "", snippet)  # the plain text of Markdown emphasis and code
         if len(snippet) > 220:
             snippet = snippet[:217].rsplit(" ", 1)[0] + "..."
         return {"slug": e.slug, "title": e.meta.title, "url": e.url, "sqlstates": e.meta.sqlstate,
