@@ -166,7 +166,7 @@ class Statement:
         return type(self.node).__name__ if self.node is not None else ""
 
 
-PLACEHOLDER = re.compile(r"<([a-z][a-z0-9_]*)>")
+PLACEHOLDER = re.compile(r"(?<![?\\k])<([a-z][a-z0-9_]*)>")  # not a regex's named group, (?<id>...) or \k<id>
 # a psql meta-command: a backslash and a letter at the start of a line or after white space
 _META = re.compile(r"(?:^|(?<=\s))\\[a-zA-Z?!]")
 

