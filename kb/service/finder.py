@@ -190,12 +190,12 @@ class Finder:
                 taken.add(f"entry:{hit['slug']}")
                 at = _region(folded, matched)
                 positions.append((at[0] if at else 1 << 30, {"kind": "entry", "slug": hit["slug"], "template": matched}))
-        # A message that wraps another (libpq's `connection to server at "%s" ... failed: ` before the
-        # server's FATAL, `could not connect to server: %s`) comes after the message it wraps.
+        # A message with no entry that wraps another (libpq's `connection to server at "%s" ... failed: `
+        # before the server's FATAL) comes after the message it wraps.
         def order(item):
             pos, r = item
             f = r.get("found")
-            if f is not None:
+            if f is not None and r["kind"] == "message":  # a wrapper with its own entry keeps its place
                 if _WRAPPER_END.search(f.message.template):
                     line_end = text.find("\n", f.start)
                     reach = len(text) if line_end < 0 else line_end
