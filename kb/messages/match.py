@@ -443,7 +443,19 @@ class MessageMatcher:
         # Two matches cannot both read the same characters as literal text: the one with more literal
         # text wins (a template that is part of a longer one loses). A match inside another's
         # placeholder value is kept (a message quoted in a message) unless it is a short label.
-        weight = [sum(b - a for a, b in x[4]) for x in found]
+        # weight: literal characters, less a penalty for values that look stretched over other text
+        # (a quote inside an unquoted value, or a value past 100 characters): of two readings of one
+        # text the tighter wins (`type "%s" does not exist` over `column %s.%s does not exist`
+        # stretched from an earlier "ADD COLUMN")
+        def weight_of(x) -> float:
+            pen = 0.0
+            for a, b in x[3]:
+                value = folded[a:b]
+                quoted = a > 0 and folded[a - 1] == '"'
+                pen += (10 * value.count('"') if not quoted else 0) + max(0, b - a - 100) / 8
+            return sum(b - a for a, b in x[4]) - pen
+
+        weight = [weight_of(x) for x in found]
         kept = []
         for n, (s, e, p, spans, lits, i) in enumerate(found):
             beaten = False

@@ -178,13 +178,20 @@ class Finder:
                 continue  # a short driver or OS message (connect ECONNREFUSED %s) in a paste about no PostgreSQL
             regions = [r for r in (_region(folded, t) for t in self.entry_templates.get(hit["slug"], [])) if r]
             merged = False
-            for _pos, r in positions:
-                f = r.get("found")
-                if f is not None and any(a < f.end and f.start < b for a, b in regions):
-                    merged = True  # the same text, already read as a catalog message
-                    if r["kind"] == "message":
-                        r["kind"], r["slug"] = "entry", hit["slug"]
-                        taken.add(f"entry:{hit['slug']}")
+            # the same text already read as a catalog message: one with no entry gets this one; one
+            # with an entry keeps it, unless this text lies inside one of its values (a message
+            # quoted in a message: could not connect to the primary server: <libpq's error>)
+            overlapping = [r for _pos, r in positions if r.get("found") is not None
+                           and any(a < r["found"].end and r["found"].start < b for a, b in regions)]
+            for r in sorted(overlapping, key=lambda r: r["kind"] != "message"):
+                f = r["found"]
+                if r["kind"] == "message":
+                    r["kind"], r["slug"], merged = "entry", hit["slug"], True
+                    taken.add(f"entry:{hit['slug']}")
+                    break
+                if not any(v and text[a:b].strip() and text[a:b].strip().lower() in v.lower()
+                           for a, b in regions for v in f.values):
+                    merged = True
                     break
             if not merged:
                 taken.add(f"entry:{hit['slug']}")
