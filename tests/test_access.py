@@ -213,11 +213,16 @@ def test_slack_posts_a_found_message_with_its_language(secured):
 
 
 def test_slack_run_starts_and_advances_to_a_decision(secured):
-    app, _ = secured
+    """The command is answered at once; the chat worker runs the diagnostics up to the action."""
+    app, tokens = secured
     r = slack_post(app.test_client(), "s3cret", "run probe-action t")
-    text = r.get_json()["text"]
-    assert r.status_code == 200 and "Waiting for confirmation: Touch item 2" in text
-    assert "/runs/" in text and "Look" in text
+    reply = r.get_json()
+    assert r.status_code == 200 and reply["response_type"] == "ephemeral"
+    assert reply["text"].startswith("Started <http://localhost/runs/") and "of *Probe: an action* on `t`" in reply["text"]
+    app.extensions["kb_chat_worker"].close()  # waits for the work in hand
+    run_id = re.search(r"/runs/([0-9a-f]+)\|", reply["text"]).group(1)
+    run = app.test_client().get(f"/api/v1/runs/{run_id}", headers=headers(tokens, "admin")).get_json()
+    assert (run["summary"], run["created_by"]) == ("Waiting for confirmation: Touch item 2", "chat:U1")
 
 
 def test_slack_run_needs_operator(secured):

@@ -28,10 +28,11 @@ QUERY_PAYLOAD = "<!here> <img src=x onerror=alert(2)> <https://evil.example|clic
 RAW = ["<!channel>", "<!here>", "<script", "<img", "<https://evil"]
 
 
-def slack_body(text: str, user_id: str, user_name: str = "bob", team_id: str = "T1") -> bytes:
+def slack_body(text: str, user_id: str, user_name: str = "bob", team_id: str = "T1",
+               response_url: str = "http://127.0.0.1:9/unused") -> bytes:
     return urllib.parse.urlencode({"command": "/kb", "text": text, "user_id": user_id, "user_name": user_name,
-                                   "team_id": team_id, "channel_id": "C1",
-                                   "response_url": "http://127.0.0.1:9/unused", "trigger_id": "1.2"}).encode()
+                                   "team_id": team_id, "channel_id": "C1", "response_url": response_url,
+                                   "trigger_id": f"1.{time.time_ns()}"}).encode()
 
 
 def sign(body: bytes, ts: int | None = None, secret: str = SECRET) -> dict:
@@ -112,7 +113,7 @@ def test_replayed_slack_request_is_refused_by_every_worker_and_host(hosts):
     for t in threads:
         t.join()
     accepted = [r for code, r in results if code == 200]
-    assert len(accepted) == 1 and "Waiting for confirmation: Touch item 2" in accepted[0]["text"]
+    assert len(accepted) == 1 and accepted[0]["text"].startswith("Started <http://127.0.0.1:")
     refused = [r for code, r in results if code != 200]
     assert refused == [{"ok": False, "status": 401, "errors": [],
                         "error": "replayed request: this signed request was already received"}] * 39
@@ -171,18 +172,18 @@ def test_chat_role_comes_from_user_id_never_user_name(hosts, user_id, user_name,
     code, reply = chat(a, "run probe-action t", user_id, user_name=user_name, team_id=team_id)
     assert code == 200
     if started:
-        assert "Waiting for confirmation" in reply["text"] and reply["response_type"] == "in_channel"
+        assert reply["text"].startswith("Started <") and "of *Probe: an action* on `t`" in reply["text"]
     else:
-        assert reply == {"response_type": "ephemeral",
-                         "text": f"{user_name} has the reader role; starting a run needs operator."}
+        assert (reply["response_type"], reply["text"]) == (
+            "ephemeral", f"{user_name} has the reader role; starting a run needs operator.")
         assert runs_by(a, f"chat:{team_id}:{user_id}" if user_id else "chat:unknown") == []
 
 
 def test_user_text_is_escaped_in_slack_replies(hosts):
     a, _ = hosts
     code, reply = chat(a, "run <!channel> t", "U1", user_name="<!here>")
-    assert (code, reply) == (200, {"response_type": "ephemeral",
-                                   "text": "Could not start: runbook '&lt;!channel&gt;' not found"})
+    assert (code, reply["response_type"], reply["text"]) == (
+        200, "ephemeral", "Could not start: runbook '&lt;!channel&gt;' not found")
 
 
 @pytest.fixture
@@ -221,19 +222,30 @@ def hostile_session(pg):
 
 def test_target_values_are_escaped_in_slack_and_the_transcript(hosts, hostile_session):
     """`/kb run lock-waits t` lists the blocking session: its application_name and query text reach
-    Slack as text (no mention, link or HTML) and the transcript as text (no raw HTML)."""
+    Slack as text in the run's message, posted later by the worker of whichever gunicorn process took
+    the command (no mention, link or HTML), and the transcript as text (no raw HTML)."""
+    from tests.test_chat_flow import Hook, check_block_kit, mrkdwn
+
     a, _ = hosts
-    code, reply = chat(a, "run lock-waits t", "U3")
-    assert code == 200, reply
-    text = reply["text"]
-    assert reply["response_type"] == "in_channel"
-    assert text.startswith("Waiting for confirmation: Terminate the idle transaction at the root\n<http://127.0.0.1:")
+    hook = Hook()
+    try:
+        body = slack_body("run lock-waits t", "U3", response_url=hook.url + "/hostile")
+        code, reply = post(a, body, sign(body))
+        assert code == 200 and reply["text"].startswith(f"Started <{a}/runs/"), reply
+        message = hook.wait("/hostile")[0]
+    finally:
+        hook.close()
+    check_block_kit(message, base=a)  # the only markup: kb's own links
+    text = mrkdwn(message)
+    assert message["response_type"] == "in_channel"
+    assert message["text"].startswith("*Lock waits and blocking chains* on `t`: action Terminate the idle transaction "
+                                      "at the root\n")
     assert "&lt;!channel&gt; &lt;script&gt;alert(1)&lt;/script&gt;" in text  # the value arrived, as text
     assert "&lt;!here&gt; &lt;img src=x onerror=alert(2)&gt; &lt;https://evil.example|click&gt;" in text
     for raw in RAW:
         assert raw not in text
-    assert "ˋxˋ" in text and "```" not in text  # Slack cannot escape a backtick: the value's are shown as ˋ
-    assert text.count("<") == text.count(f"<{a}/runs/") == 2  # only kb's own links to the run
+    # Slack cannot escape a backtick: the value's are shown as ˋ, and the only ``` fence the preview's own
+    assert "ˋxˋ" in text and "ˋˋˋ" in text and all(t.count("```") in (0, 2) for t in text.split("\n\n"))
 
     run_id = runs_by(a, "chat:T1:U3")[-1]["id"]
     md = get(a, f"/api/v1/runs/{run_id}/transcript")
