@@ -25,6 +25,10 @@ PGSS = {"shared_preload_libraries": "pg_stat_statements"}
 # milliseconds per run, do not
 PARAMS = {"min_seconds": 1, "min_total_ms": 150, "min_seq_scans": 5, "min_temp_mb": 1}
 
+# The SQL these scenarios reach is the same on every major, and every major's pg_stat_statements is
+# covered by slowq-seq-scan and slowq-healthy: the others run only from 17, to keep the all-majors run short.
+SPOT_CHECK = 17
+
 SCANS = 20  # sequential scans of `orders` the workload makes
 SPILLS = 4  # sorts that spill to temp files
 
@@ -119,6 +123,7 @@ _NOW = ["running-now"]
 _HISTORY = _NOW + ["statements-extension", "top-statements", "top-statement"]
 _BLIND = _NOW + ["statements-extension", "table-scans", "temp-files"]
 _QUIET = _NOW + ["statements-extension", "top-statements", "table-scans", "temp-files"]
+_REFUSED = _NOW + ["statements-extension", "top-statements", "statements-refused"]
 
 
 @scenario("slowq-running-now", RB,
@@ -170,7 +175,8 @@ def _seq_scan(c: Cluster, h: Holder) -> None:
           "shared_preload_libraries, so it cannot be read.",
           params=PARAMS, expect_path=_BLIND[:3] + ["seq-scan"],
           expect_verdict="is installed in database postgres but not loaded",
-          roles={"postgres": _BLIND[:3] + ["seq-scan"], "plain": _BLIND[:3] + ["seq-scan"]})
+          roles={"postgres": _BLIND[:3] + ["seq-scan"], "plain": _BLIND[:3] + ["seq-scan"]},
+          min_version=SPOT_CHECK)
 def _seq_scan_not_loaded(c: Cluster, h: Holder) -> None:
     _with_statements(c)
     _orders(c)
@@ -196,7 +202,8 @@ def _old_extension(c: Cluster, h: Holder) -> None:
           "no table and writes no temp file. pg_stat_statements ranks it first.",
           settings=PGSS, params=PARAMS, expect_path=_HISTORY + ["dominant-statement"],
           expect_verdict="in 3 calls (",
-          roles={"postgres": _HISTORY + ["dominant-statement"], "plain": _HISTORY + ["statement-hidden"]})
+          roles={"postgres": _HISTORY + ["dominant-statement"], "plain": _HISTORY + ["statement-hidden"]},
+          min_version=SPOT_CHECK)
 def _dominant(c: Cluster, h: Holder) -> None:
     _with_statements(c)
     _reset_statements(c)
@@ -210,7 +217,8 @@ def _dominant(c: Cluster, h: Holder) -> None:
           "ranks that sort first, with its temp blocks.",
           settings=PGSS, params=PARAMS, expect_path=_HISTORY + ["statement-spills"],
           expect_verdict="to temp files: its sorts or hashes do not fit in work_mem",
-          roles={"postgres": _HISTORY + ["statement-spills"], "plain": _HISTORY + ["statement-hidden"]})
+          roles={"postgres": _HISTORY + ["statement-spills"], "plain": _HISTORY + ["statement-hidden"]},
+          min_version=SPOT_CHECK)
 def _temp_spill(c: Cluster, h: Holder) -> None:
     _with_statements(c)
     _reset_statements(c)
@@ -221,7 +229,8 @@ def _temp_spill(c: Cluster, h: Holder) -> None:
           "The same spilling sorts; pg_stat_statements is not installed (the binaries have it).",
           params=PARAMS, expect_path=_BLIND + ["temp-spill"],
           expect_verdict="is not installed in database postgres (the server has the extension)",
-          roles={"postgres": _BLIND + ["temp-spill"], "plain": _BLIND + ["temp-spill"]})
+          roles={"postgres": _BLIND + ["temp-spill"], "plain": _BLIND + ["temp-spill"]},
+          min_version=SPOT_CHECK)
 def _temp_spill_no_extension(c: Cluster, h: Holder) -> None:
     _spill(c)
 
@@ -251,8 +260,22 @@ def _healthy(c: Cluster, h: Holder) -> None:
           "which is not on kb's search_path: nothing looks slow, but finished statements cannot be seen.",
           settings=PGSS, params=PARAMS, expect_path=_BLIND + ["no-history"],
           expect_verdict="is installed in schema extensions (not on kb's search_path",
-          roles={"postgres": _BLIND + ["no-history"], "plain": _BLIND + ["no-history"]})
+          roles={"postgres": _BLIND + ["no-history"], "plain": _BLIND + ["no-history"]},
+          min_version=SPOT_CHECK)
 def _healthy_other_schema(c: Cluster, h: Holder) -> None:
     c.sql("CREATE SCHEMA extensions")
     c.sql("CREATE EXTENSION pg_stat_statements SCHEMA extensions")
     _quiet(c, h)
+
+
+@scenario("slowq-statements-refused", RB,
+          "The same quiet database; SELECT on pg_stat_statements was revoked from PUBLIC, so only the "
+          "superuser may read it.",
+          settings=PGSS, params=PARAMS, expect_path=_REFUSED,
+          roles={"postgres": _QUIET + ["healthy"], "plain": _REFUSED},
+          min_version=SPOT_CHECK)
+def _statements_refused(c: Cluster, h: Holder) -> None:
+    _with_statements(c)
+    c.sql("REVOKE SELECT ON pg_stat_statements FROM PUBLIC")
+    _quiet(c, h)
+    _reset_statements(c)
