@@ -116,7 +116,7 @@ class Slack:
         return r.get_json(), path
 
     def press(self, message: dict, action: str, user: str = "UADM", user_name: str = "ada",
-              headers: dict | None = None) -> tuple[int, str, bytes]:
+              headers: dict | None = None) -> tuple[int, str, bytes, dict]:
         """Press the button whose action_id starts with `action` in `message`, as Slack reports it."""
         button = find_button(message, action)
         n = next(SEQ)
@@ -140,10 +140,11 @@ class Slack:
                          "action_ts": f"{time.time():.6f}"}],
         }
         body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        headers = headers or signed(body)
         started = time.monotonic()
         r = self.post("/chat/slack/interactions", body, headers)
         assert time.monotonic() - started < 3, "Slack gives an interaction 3 seconds"
-        return r.status_code, path, body
+        return r.status_code, path, body, headers
 
     def post(self, url: str, body: bytes, headers: dict | None = None):
         return self.client.post(url, data=body, content_type="application/x-www-form-urlencoded",
@@ -300,7 +301,7 @@ def test_a_run_from_the_channel_to_its_verdict(app, slack, hook, blocked, artifa
     run_id = re.search(r"/runs/([0-9a-f]+)\|", text).group(1)
 
     # the operator answers: the message is replaced, first with who did what, then with the action
-    code, press1, _ = slack.press(first, "kb_answer=cancel", user="UOP", user_name="olga")
+    code, press1, *_ = slack.press(first, "kb_answer=cancel", user="UOP", user_name="olga")
     assert code == 200
     working, action = hook.wait(press1, 2)
     assert working["replace_original"] is True and "olga answered “Cancel the statement (pg_cancel_backend)”" in working["text"]
@@ -313,7 +314,7 @@ def test_a_run_from_the_channel_to_its_verdict(app, slack, hook, blocked, artifa
     assert confirm["style"] == "danger" and confirm["confirm"]["title"]["text"] == "Run this action?"
 
     # an operator's Confirm is refused, said privately, recorded; nothing runs
-    code, press2, _ = slack.press(action, "kb_confirm", user="UOP", user_name="olga")
+    code, press2, *_ = slack.press(action, "kb_confirm", user="UOP", user_name="olga")
     refused = hook.wait(press2)[0]
     assert (refused["response_type"], refused["replace_original"]) == ("ephemeral", False)
     assert refused["text"].startswith("olga may not confirm this: chat:T1:UOP has the operator role; confirming an "
@@ -321,7 +322,7 @@ def test_a_run_from_the_channel_to_its_verdict(app, slack, hook, blocked, artifa
     check_block_kit(refused)
 
     # the admin confirms: once, then kb looks again and concludes
-    code, press3, body = slack.press(action, "kb_confirm", user="UADM", user_name="ada")
+    code, press3, body, sent = slack.press(action, "kb_confirm", user="UADM", user_name="ada")
     messages = hook.wait(press3, until=lambda m: "Problem found" in m["text"])
     assert "ada confirmed *Cancel the blocking statement*" in messages[0]["text"]
     done = messages[-1]
@@ -338,13 +339,14 @@ def test_a_run_from_the_channel_to_its_verdict(app, slack, hook, blocked, artifa
     retry = slack.post("/chat/slack/interactions", body, {**signed(body, int(time.time()) + 1), "X-Slack-Retry-Num": "1",
                                                           "X-Slack-Retry-Reason": "http_timeout"})
     assert retry.status_code == 200
-    replay = slack.post("/chat/slack/interactions", body, signed(body))  # the first signature was at most 1 s ago
-    assert replay.status_code in (200, 401)
+    replay = slack.post("/chat/slack/interactions", body, sent)
+    assert (replay.status_code, replay.get_json()) == (401, {
+        "ok": False, "status": 401, "errors": [], "error": "replayed request: this signed request was already received"})
     slack.drain()
     assert len(hook.messages) == before
 
     # a button of an earlier state is refused privately
-    code, press4, _ = slack.press(first, "kb_answer=cancel", user="UOP")
+    code, press4, *_ = slack.press(first, "kb_answer=cancel", user="UOP")
     assert hook.wait(press4)[0]["text"].startswith(f"That button belongs to an earlier state of run {run_id}")
 
     ours = (cmd, press1, press2, press3, press4)
@@ -375,13 +377,13 @@ def test_search_reply_has_the_quick_fix_and_buttons_to_open_and_run(slack, hook)
         "rb": "connection-exhaustion"}
     assert find_button(reply, "kb_open")["url"] == "http://localhost/errors/too-many-clients"
 
-    code, path, _ = slack.press(reply, "kb_start", user="UOP")
+    code, path, *_ = slack.press(reply, "kb_start", user="UOP")
     chooser = hook.wait(path)[0]
     check_block_kit(chooser)
     assert chooser["response_type"] == "ephemeral"
     assert chooser["text"] == "Run *Connection exhaustion* on which target?"
     assert [b["text"]["text"] for b in buttons(chooser)] == ["t", "p"]  # not q: it is for admins only
-    code, path, _ = slack.press(chooser, "kb_start_on:1", user="UOP")
+    code, path, *_ = slack.press(chooser, "kb_start_on:1", user="UOP")
     message = hook.wait(path, until=lambda m: m.get("response_type") == "in_channel")[-1]
     check_block_kit(message)
     assert message["replace_original"] is False
@@ -395,6 +397,28 @@ def test_no_known_message_is_answered_privately(slack):
     check_block_kit(reply)
     assert reply["response_type"] == "ephemeral"
     assert reply["text"].startswith("No known PostgreSQL message in this text.")
+
+
+def test_a_message_without_an_entry_links_to_its_catalog_page(slack):
+    reply, _ = slack.command("ERROR:  cannot use subquery in check constraint")
+    check_block_kit(reply)
+    assert reply["response_type"] == "in_channel"
+    text = reply["blocks"][0]["text"]["text"]
+    assert text.startswith("*<http://localhost/messages/") and text.endswith(
+        "_found in the text_: `cannot use subquery in check constraint`\nNo entry is written for this message yet.")
+    assert find_button(reply, "kb_open")["url"].startswith("http://localhost/messages/")
+    assert not [b for b in buttons(reply) if b["action_id"].startswith("kb_start")]
+
+
+def test_interactions_need_the_secret_and_a_payload(client, slack):
+    assert client.post("/chat/slack/interactions", data={"payload": "{}"}).status_code == 404
+    body = b"payload=%7Bnot+json"
+    r = slack.post("/chat/slack/interactions", body)
+    assert (r.status_code, r.get_json()["error"]) == (400, "the form field payload must hold the interaction's JSON")
+    body = urllib.parse.urlencode({"payload": json.dumps({"type": "view_submission"})}).encode()
+    assert slack.post("/chat/slack/interactions", body).status_code == 200  # acknowledged, nothing to do
+    unsigned = slack.client.post("/chat/slack/interactions", data=body, content_type="application/x-www-form-urlencoded")
+    assert (unsigned.status_code, unsigned.get_json()["error"]) == (401, "missing or malformed X-Slack-Request-Timestamp")
 
 
 # --- hostile values from the database and from the user ------------------------------------------------
@@ -445,7 +469,7 @@ def test_hostile_values_arrive_as_text(slack, hook, hostile_blocker):
     assert text.count(escaped) >= 3  # the root's finding, and its application and last statement in the preview
     assert "ˋxˋ" in text  # a value's backtick cannot end kb's code span
 
-    code, press, _ = slack.press(action, "kb_decline", user="UADM", user_name="<!here> & co")
+    code, press, *_ = slack.press(action, "kb_decline", user="UADM", user_name="<!here> & co")
     working, done = hook.wait(press, 2)
     for m in (working, done):
         check_block_kit(m)
@@ -548,7 +572,7 @@ def test_retries_and_presses_on_two_hosts_act_once(two_hosts, hook):
 
     # the Run button of a search reply, for someone with one target: the run starts there at once
     reply, _ = b.command("FATAL:  sorry, too many clients already", user="UOP")
-    code, path, _ = b.press(reply, "kb_start", user="UOP")
+    code, path, *_ = b.press(reply, "kb_start", user="UOP")
     message = hook.wait(path)[0]
     check_block_kit(message)
     assert message["response_type"] == "in_channel" and "|Connection exhaustion>* on `p`" in mrkdwn(message)

@@ -38,7 +38,7 @@ import shlex
 import time
 
 from flask import Blueprint, Response, current_app, g, request
-from slack_sdk.signature import SignatureVerifier
+from slack_sdk.signature import Clock, SignatureVerifier
 
 from kb.chat import flow
 from kb.chat.blocks import notice, search_message
@@ -57,6 +57,16 @@ USAGE = ("Usage: `/kb <error text>` to find an entry; `/kb run <runbook> <target
          "a guided run, e.g. `/kb run connection-exhaustion prod saturation_pct=90`.")
 
 
+class _Clock(Clock):
+    """slack_sdk's clock, stopped at the time this request is checked against."""
+
+    def __init__(self, at: float):
+        self.at = at
+
+    def now(self) -> float:
+        return self.at
+
+
 def verify(secret: str, timestamp: str, body: bytes, signature: str, now: float | None = None) -> int:
     """The request's timestamp; ApiError(401) unless the Slack signature is valid and fresh."""
     try:
@@ -66,8 +76,7 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, now: float 
     at = time.time() if now is None else now
     if abs(at - ts) > MAX_AGE:
         raise ApiError(401, "stale request: timestamp older than 5 minutes")
-    clock = type("Clock", (), {"now": staticmethod(lambda: at)})()
-    if not signature or not SignatureVerifier(secret, clock).is_valid(body, str(ts), signature):
+    if not signature or not SignatureVerifier(secret, _Clock(at)).is_valid(body, str(ts), signature):
         raise ApiError(401, "bad request signature")
     return ts
 
