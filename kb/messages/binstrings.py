@@ -71,14 +71,16 @@ _PRIMARY = re.compile(r"^[a-z\"%][\x20-\x7e]*$")
 _SENTENCE = re.compile(r"^[A-Z][a-z]+,? [\x20-\x7e]*[a-z0-9)\"]\.$")
 _NOT_A_MESSAGE = re.compile(r"  |\t|;|::|[{}\\]|^\S+$|\b(?:SELECT|FROM|WHERE|JOIN)\b|[a-z]\(\)$|^%s$|\.[a-z]{1,4}$|/\S+/")
 _WORD3 = re.compile(r"\b[a-z]{3,}\b")
+_CAPITALISED = re.compile(r"^[A-Z][a-z]+ [\x20-\x7e]*%[sdu][\x20-\x7e]*$")
 
 
 def message_like(text: str, component: str) -> str | None:
-    """'primary' or 'sentence' when `text` is shaped like a message of `component`, else None.
+    """'primary', 'sentence' or 'capitalised' when `text` is shaped like a message of `component`, else None.
 
     Primary: printable ASCII starting lower-case (or with a quote or placeholder), two or more
     lower-case words of 3+ letters, no final period. Sentence: a capitalised word, four or more
-    words, a final period. Both: no double spaces, tabs, semicolons, braces, backslashes, SQL
+    words, a final period. Capitalised: a capitalised word, four or more words, a printf conversion.
+    All: no double spaces, tabs, semicolons, braces, backslashes, SQL
     keywords, paths or file suffixes. libpq ends every message with a newline, so a libpq string
     without one is not taken."""
     if component == "libpq":
@@ -93,6 +95,8 @@ def message_like(text: str, component: str) -> str | None:
         return "primary"
     if _SENTENCE.match(text) and len(text.split()) >= 4:
         return "sentence"
+    if _CAPITALISED.match(text) and len(text.split()) >= 4:
+        return "capitalised"  # a DETAIL that takes values, new in 16-18 (Connection matched file "%s" line %d: ...)
     return None
 
 

@@ -48,12 +48,9 @@ def majors_of(spec: str) -> set[int] | None:
 
 def catalog_messages_for(template: str, messages: MessageCatalog, matcher: MessageMatcher, by_key: dict) -> list:
     """The catalog messages a written template is (exactly, or as an instance with values filled in)."""
-    exact = by_key.get(template_key(template))
-    if exact:
-        return list(exact)
-    out = []
+    out = list(by_key.get(template_key(template), ()))
     for f, _fixed in instance_of(matcher, template):
-        out += [f.message, *[m for m in f.also if m.template == f.message.template]]
+        out += [f.message, *f.also]  # every template that reads this text (16's "%s." and 13-15's literal)
     return out
 
 
