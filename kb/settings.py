@@ -61,6 +61,7 @@ SETTINGS: list[Setting] = [
     Setting("DATABASE_URL", "database_url", None, str, "DSN of the target named `default` (else the libpq PG* variables)."),
     Setting("KB_STORE_URL", "store_url", None, str, "PostgreSQL DSN of the run store; a SQLite file in the instance folder when unset."),
     Setting("KB_SLACK_SIGNING_SECRET", "slack_signing_secret", None, str, "Enables POST /chat/slack and verifies its requests."),
+    Setting("KB_MATTERMOST_TOKEN", "mattermost_token", None, str, "Mattermost slash command token(s), comma-separated: enables POST /chat/slack for the requests that carry one."),
     Setting("KB_SECRET_KEY", "secret_key", None, str, "Session signing key; generated and kept in the instance folder when unset."),
     Setting("KB_CONTENT_DIR", "content_dir", None, str, "Folder of error entries (Markdown); the entries kb ships when unset."),
     Setting("KB_RUNBOOKS_DIR", "runbooks_dir", None, str, "Folder of runbooks (YAML); the runbooks kb ships when unset."),
@@ -85,6 +86,8 @@ SETTINGS: list[Setting] = [
     Setting("KB_RATE_SEARCH", "rate_search", "120/60", str, "Searches allowed per identity: count/seconds."),
     Setting("KB_RATE_RUNS", "rate_runs", "20/60", str, "Runs started per identity: count/seconds."),
     Setting("KB_LOG_LEVEL", "log_level", "INFO", str, "Log level of the server."),
+    Setting("KB_TRIAGE_MAX_BYTES", "triage_max_bytes", 256 * 1024 * 1024, int,
+            "Largest log body POST /api/v1/triage and the /triage page accept, in bytes (413 beyond; gzip counts compressed)."),
 ]
 BY_KEY = {s.key: s for s in SETTINGS}
 

@@ -11,6 +11,7 @@ import click
 
 from kb.cli.content import check, index, search, serve
 from kb.cli.runs import run_cmd, sandbox, token
+from kb.cli.triage import triage
 from kb.errors import ConfigError, ContentInvalid, KbError
 
 
@@ -19,7 +20,7 @@ def cli() -> None:
     """Troubleshooting knowledge base for PostgreSQL errors, with guided runbooks."""
 
 
-for _command in (check, index, search, serve, run_cmd, token, sandbox):
+for _command in (check, index, search, serve, run_cmd, token, sandbox, triage):
     cli.add_command(_command)
 
 

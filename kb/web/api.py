@@ -139,6 +139,14 @@ def runs_transcript(run_id: str):
                     mimetype="text/markdown; charset=utf-8")
 
 
+@bp.post("/triage")
+def triage():
+    from kb.web.triage import run_upload
+
+    auth.rate_limit("search")
+    return json_response(run_upload())
+
+
 @bp.get("/openapi.json")
 def openapi():
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from kb.web.bodies import AdvanceBody, SearchBody, StartRunBody
+from kb.web.triage import openapi_path as triage_path, openapi_schemas as triage_schemas
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -20,7 +21,7 @@ def _resp(desc: str, schema: dict | None = None, extra: dict | None = None) -> d
 def _errors(*codes: int) -> dict:
     words = {400: "Invalid parameters or body", 401: "Sign in needed", 403: "Role too low",
              404: "Not found", 409: "Run state conflict", 413: "Query or body too large",
-             415: "Body is not JSON", 429: "Rate limited (see Retry-After)"}
+             415: "Body is not JSON", 422: "Not a log kb can read", 429: "Rate limited (see Retry-After)"}
     return {str(c): _resp(words[c], ERROR) for c in codes}
 
 
@@ -163,6 +164,7 @@ def spec() -> dict:
                     "failure": {"type": ["object", "null"]}, "summary": {"type": "string"},
                     "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
                     "links": {"type": "object", "description": "self, page (HTML stepper), transcript"}}},
+                **triage_schemas(),
             },
         },
         "security": [{}, {"bearer": []}],
@@ -210,5 +212,6 @@ def spec() -> dict:
                 "summary": "The run as Markdown", "operationId": "runTranscript", "parameters": [run_id],
                 "responses": {"200": {"description": "Markdown", "content": {"text/markdown": {"schema": {"type": "string"}}}},
                               **_errors(401, 403, 404)}}},
+            "/api/v1/triage": triage_path(_errors),
         },
     }

@@ -90,6 +90,20 @@ def runbook(rid: str):
                    graph=graph)
 
 
+@bp.route("/triage", methods=["GET", "POST"])
+@bp.route("/triage.json", methods=["GET", "POST"])
+def triage():
+    """A whole log dropped or pasted: what went wrong in it (the page posts the file as the raw body)."""
+    from kb.web.triage import chart, page_data, run_upload, sparkline
+
+    report = None
+    if request.method == "POST":
+        auth.rate_limit("search")  # the same per-identity limit as a search
+        report = run_upload()
+    return present("pages/triage.html", page_data(report), json_path="/triage.json",
+                   chart=chart(report) if report else None, sparkline=sparkline)
+
+
 @bp.get("/healthz")
 def healthz():
     from kb.web.present import json_response
