@@ -21,9 +21,9 @@ from kb.scenarios.binaries import bindir, parse_majors
 from kb.scenarios.cluster import Cluster
 
 # where the rules differ: 13 (reltuples 0 before the first vacuum or analyze, the statistics collector),
-# 14 (reltuples -1), 15 (statistics in shared memory; 16 and 17 change nothing here) and 18
+# 15 (reltuples -1 as from 14, statistics in shared memory; 16 and 17 change nothing here) and 18
 # (autovacuum_vacuum_max_threshold)
-MAJORS = [m for m in parse_majors(os.environ.get("KB_PG_MAJORS", "15,18")) if m in (13, 14, 15, 18)]
+MAJORS = [m for m in parse_majors(os.environ.get("KB_PG_MAJORS", "15,18")) if m in (13, 15, 18)]
 RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 
 # name: (rows, reloptions, rows deleted, vacuumed first, past the threshold, first major)
