@@ -212,6 +212,25 @@ def test_slack_posts_a_found_message_with_its_language(secured):
     assert "translated from German" in body["text"]
 
 
+def mattermost_post(c, token, text):
+    body = urllib.parse.urlencode({"text": text, "user_id": "mm-user-1", "user_name": "bob", "command": "/kb",
+                                   "channel_id": "c1", "team_id": "t1", "token": token, "trigger_id": f"trg-{text}"})
+    return c.post("/chat/slack", data=body, content_type="application/x-www-form-urlencoded",
+                  headers={"Authorization": f"Token {token}"})
+
+
+def test_mattermost_slash_command_is_accepted_with_its_token_only(app_factory):
+    app = app_factory(mattermost_token="mm-tok-1, mm-tok-2")
+    c = app.test_client()
+    ok = mattermost_post(c, "mm-tok-2", "FATAL:  sorry, too many clients already")
+    assert ok.status_code == 200 and "too-many-clients" in ok.get_json()["text"]
+    bad = mattermost_post(c, "guess", "FATAL:  sorry, too many clients already")
+    assert bad.status_code == 401 and bad.get_json()["error"] == "unknown Mattermost command token"
+    # an unsigned request without the token is refused as before; no API token is involved
+    assert c.post("/chat/slack", data={"text": "x"}).status_code == 404
+    assert mattermost_post(app_factory().test_client(), "mm-tok-1", "x").status_code == 404
+
+
 def test_slack_run_starts_and_advances_to_a_decision(secured):
     """The command is answered at once; the chat worker runs the diagnostics up to the action."""
     app, tokens = secured

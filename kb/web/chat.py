@@ -33,6 +33,7 @@ forge a link.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import shlex
 import time
@@ -132,8 +133,18 @@ def _reply(text: str, in_channel: bool = False):
     return json_response(notice(text, response_type="in_channel" if in_channel else "ephemeral"))
 
 
-def _enabled():
+def _enabled(mattermost: bool = False):
+    """The config, once the request is proven to come from the chat service: Slack's signature, or
+    (slash commands only) a Mattermost command token, compared in constant time."""
     cfg = current_app.extensions["kb_config"]
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if mattermost and scheme.lower() == "token":
+        tokens = [t.strip() for t in (cfg.mattermost_token or "").split(",") if t.strip()]
+        if not tokens:
+            raise ApiError(404, "not found")
+        if not any(hmac.compare_digest(token.strip().encode(), t.encode()) for t in tokens):
+            raise ApiError(401, "unknown Mattermost command token")
+        return cfg
     if not cfg.slack_signing_secret:
         raise ApiError(404, "not found")
     _authenticate(cfg)
@@ -160,7 +171,7 @@ def parse_run(text: str) -> tuple[str, str, dict]:
 
 @bp.post("/chat/slack")
 def slack():
-    cfg = _enabled()
+    cfg = _enabled(mattermost=True)
     ident = g.identity = identity(cfg, request.form)  # rate limits and audit count the chat user
     if request.form.get("trigger_id") and not first_sighting(request.get_data()):
         return _reply("This command was received already; its answer is on its way.")
