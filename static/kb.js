@@ -84,7 +84,32 @@
     });
   }
 
+  function enhanceFilter() {
+    // /errors: the same words the server filters on (?filter=), narrowed as they are typed
+    var box = document.querySelector("input[data-filter-for]");
+    if (!box) return;
+    var table = document.getElementById(box.getAttribute("data-filter-for"));
+    var count = document.getElementById("entries-count");
+    if (!table) return;
+    var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+    box.addEventListener("input", function () {
+      var words = box.value.toLowerCase().split(/\s+/).filter(Boolean);
+      var shown = 0;
+      rows.forEach(function (row) {
+        var text = row.getAttribute("data-filter") || "";
+        var ok = words.every(function (w) { return text.indexOf(w) !== -1; });
+        row.hidden = !ok;
+        if (ok) shown += 1;
+      });
+      if (count) count.textContent = shown + (shown === 1 ? " entry" : " entries");
+      var url = new URL(window.location.href);
+      if (box.value.trim()) url.searchParams.set("filter", box.value.trim()); else url.searchParams.delete("filter");
+      history.replaceState(null, "", url.pathname + url.search);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    enhanceFilter();
     addCopyButtons(document);
     enhanceRun();
     enhanceSearch();

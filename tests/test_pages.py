@@ -92,3 +92,37 @@ def test_a_value_a_step_did_not_see_never_shows_as_braces():
     from kb.runbooks.conditions import NOT_SEEN, fill
 
     assert fill("pid {pid} holds {n} locks for {who}", None, {"who": "app"}) == f"pid {NOT_SEEN} holds {NOT_SEEN} locks for app"
+
+
+def test_favicon_and_a_description_on_every_page(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml" and b"<svg" in icon.data
+    for page in ("/", "/errors", "/errors/too-many-clients", "/runbooks", "/runbooks/connection-exhaustion", "/search",
+                 "/sqlstates/53300", "/triage", "/login", "/runs", "/errors/nope"):
+        html = client.get(page).get_data(as_text=True)
+        assert '<link rel="icon" href="/static/favicon.svg"' in html, page
+        desc = html.split('<meta name="description" content="', 1)[1].split('"', 1)[0]
+        assert 20 <= len(desc) <= 163, (page, desc)
+
+
+def test_home_leads_with_the_box_and_the_common_errors(client):
+    html = client.get("/").get_data(as_text=True)
+    assert "autofocus" in html.split('id="q"', 1)[1].split(">", 1)[0]
+    common = html.split("Most common errors", 1)[1].split("</ul>", 1)[0]
+    assert common.index("/errors/too-many-clients") < common.index("/errors/deadlock-detected")
+    assert common.count("<li>") == 8 and 'class="tag"' not in html and "Browse all" in html
+    data = client.get("/index.json").get_json()
+    assert [e["slug"] for e in data["common"]][:2] == ["too-many-clients", "password-authentication-failed"]
+
+
+def test_browse_is_sorted_by_title_and_filters_without_javascript(client):
+    data = client.get("/errors.json").get_json()
+    titles = [e["title"].casefold() for e in data["entries"]]
+    assert titles == sorted(titles)
+    narrowed = client.get("/errors.json?filter=deadlock").get_json()
+    assert 0 < narrowed["count"] < data["count"] and "deadlock-detected" in {e["slug"] for e in narrowed["entries"]}
+    assert client.get("/errors.json?filter=40P01 deadlock").get_json()["count"] >= 1
+    html = client.get("/errors?filter=deadlock").get_data(as_text=True)
+    assert 'name="filter" type="search" value="deadlock"' in html and "/errors/deadlock-detected" in html
+    assert "/errors/too-many-clients" not in html.split("<tbody>", 1)[1]
+    assert "No entry matches" in client.get("/errors?filter=zzzqqq").get_data(as_text=True)

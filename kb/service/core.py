@@ -45,6 +45,12 @@ def entry_doc(entry) -> Doc:
                server_side=entry.meta.level != "client", related=tuple(entry.meta.related))
 
 
+def _browse_text(entry) -> str:
+    """What the filter box on /errors matches: the words a row shows, plus slug, messages and tags."""
+    m = entry.meta
+    return " ".join([m.title, entry.slug, m.engine, m.severity, *m.sqlstate, *m.messages, *m.tags]).casefold()
+
+
 class Service:
     """Content, search, and (when configured) the run engine of one process."""
 
@@ -103,9 +109,10 @@ class Service:
         e = self.catalog.entries[slug]
         return {"slug": slug, "title": e.meta.title, "url": e.url, "sqlstates": e.meta.sqlstate}
 
-    def entries(self, engine: str | None = None, tag: str | None = None, sqlstate: str | None = None) -> dict:
-        """Entries filtered by engine, tag or SQLSTATE, with the facets to browse by."""
-        items = list(self.catalog.entries.values())
+    def entries(self, engine: str | None = None, tag: str | None = None, sqlstate: str | None = None,
+                text: str | None = None) -> dict:
+        """Entries filtered by engine, tag, SQLSTATE or words, sorted by title, with the facets to browse by."""
+        items = sorted(self.catalog.entries.values(), key=lambda e: (e.meta.title.casefold(), e.slug))
         facets = {
             "engines": sorted({e.meta.engine for e in items}, key=lambda n: (ENGINE_ORDER.get(n, 9), n)),
             "tags": sorted({t for e in items for t in e.meta.tags}),
@@ -120,7 +127,10 @@ class Service:
             items = [e for e in items if tag in e.meta.tags]
         if sqlstate:
             items = [e for e in items if sqlstate in e.meta.sqlstate]
-        return {"filters": {"engine": engine, "tag": tag, "sqlstate": sqlstate}, "facets": facets,
+        words = (text or "").casefold().split()
+        if words:
+            items = [e for e in items if all(w in _browse_text(e) for w in words)]
+        return {"filters": {"engine": engine, "tag": tag, "sqlstate": sqlstate, "text": text or None}, "facets": facets,
                 "count": len(items), "entries": [e.as_dict(full=False) for e in items]}
 
     # --- search ----------------------------------------------------------------------------------

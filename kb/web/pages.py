@@ -13,12 +13,21 @@ bp = Blueprint("pages", __name__, template_folder="../templates")
 SHAREABLE_URL = 2000  # bytes of URL that fit under every server's and browser's limit
 
 
+# The errors people hit most in an incident, shown on the home page under the search box (browsing is /errors).
+COMMON_ERRORS = ("too-many-clients", "password-authentication-failed", "connection-refused", "deadlock-detected",
+                 "relation-does-not-exist", "duplicate-key-unique-constraint", "could-not-extend-file-no-space",
+                 "idle-in-transaction-timeout")
+
+
 @bp.get("/")
 @bp.get("/index.json")
 def index():
+    """The page for an incident: the paste box first, then the most common errors and the runbooks."""
     svc = service()
-    data = svc.entries()
-    data["runbooks"] = svc.runbooks()["runbooks"]
+    entries = svc.entries()["entries"]
+    by_slug = {e["slug"]: e for e in entries}
+    data = {"count": len(entries), "common": [by_slug[s] for s in COMMON_ERRORS if s in by_slug],
+            "runbooks": svc.runbooks()["runbooks"]}
     return present("pages/index.html", data, json_path="/index.json", cache_key="index")
 
 
@@ -43,7 +52,7 @@ def search():
 @bp.get("/errors.json")
 def entries():
     args = {k: request.args.get(k) or None for k in ("engine", "tag", "sqlstate")}
-    data = service().entries(**args)
+    data = service().entries(**args, text=request.args.get("filter", "")[:200])
     return present("pages/entries.html", data)
 
 
@@ -102,6 +111,17 @@ def triage():
         report = run_upload()
     return present("pages/triage.html", page_data(report), json_path="/triage.json",
                    chart=chart(report) if report else None, sparkline=sparkline)
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico whatever the page links to: the SVG icon, cached for a day."""
+    from pathlib import Path
+
+    from flask import Response, current_app
+
+    body = (Path(current_app.static_folder) / "favicon.svg").read_bytes()
+    return Response(body, mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
 
 @bp.get("/healthz")
