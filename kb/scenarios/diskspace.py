@@ -208,3 +208,17 @@ def _healthy(c: Cluster, h: Holder) -> None:
     c.sql("INSERT INTO public.customers SELECT g, 'c' || g FROM generate_series(1, 1000) g")
     c.sql("GRANT SELECT ON public.customers TO app")
     h.connect(user="app", app="web").execute("SELECT count(*) FROM public.customers")
+
+
+LOCKED = ["overview", "files", "files-locked"]
+
+
+@scenario("disk-table-rewrite", RB,
+          "Application `migrate` holds ACCESS EXCLUSIVE on table `events` in an open transaction, as a VACUUM FULL "
+          "or a rewriting ALTER TABLE would: sizing the relations waits for it and gives up at lock_timeout.",
+          expect_path=LOCKED, roles={r: LOCKED for r in ALL}, min_version=SPOT_CHECK)
+def _table_rewrite(c: Cluster, h: Holder) -> None:
+    c.sql("CREATE TABLE public.events (id int)")
+    c.sql("GRANT ALL ON public.events TO app")
+    migrate = h.connect(user="app", app="migrate", autocommit=False)
+    migrate.execute("LOCK TABLE public.events IN ACCESS EXCLUSIVE MODE")
