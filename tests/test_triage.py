@@ -239,7 +239,35 @@ def test_translated_severities_and_messages(svc):
     assert result["continuation_lines"] == 1
 
 
-KNOWN = ["%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ", "%m [%p] ", "%t:%r:%u@%d:[%p]:", DEBIAN]
+def test_what_to_look_at_first_says_why(svc):
+    """A FATAL that starts late and never stops comes first; a burst and a PANIC are named as such."""
+    lines = []
+    for minute in range(60):
+        stamp = f"2026-12-07 00:{minute:02d}"
+        lines += [f"{stamp}:00.000 UTC [{minute}] app@shop LOG:  connection received: host=10.0.0.5 port=5{minute:04d}"]
+        if minute >= 40:
+            lines += [f"{stamp}:{s:02d}.000 UTC [9{s}] app@shop FATAL:  sorry, too many clients already"
+                      for s in range(0, 60, 20)]
+        if minute == 10:
+            lines += [f"{stamp}:{s:02d}.000 UTC [77] app@shop ERROR:  deadlock detected" for s in range(30)]
+        if minute in (5, 20):
+            lines += [f"{stamp}:30.000 UTC [78] app@shop ERROR:  deadlock detected"]
+    lines.append("2026-12-07 00:59:59.000 UTC [1] PANIC:  could not locate a valid checkpoint record")
+    result = run(svc, ("\n".join(lines) + "\n").encode())
+    top = result["top"]
+    assert top[0]["why"] == "PANIC once, at 2026-12-07 00:59:59: the server stopped"
+    assert top[1]["url"] == "/errors/too-many-clients"
+    assert top[1]["why"] == ("FATAL 60 times: started at 2026-12-07 00:40:00 and went on until the end of the log "
+                             "(in 20 of the 20 minutes since)")
+    assert top[2]["why"] == "ERROR 32 times, 30 of them in the minute of 2026-12-07 00:10"
+    timeline = result["timeline"]
+    assert timeline["bucket_minutes"] == 1 and len(timeline["buckets"]) == 60
+    assert [b["errors"] for b in timeline["buckets"]][9:12] == [0, 30, 0]
+    assert timeline["buckets"][59]["errors"] == 4 and timeline["buckets"][0]["messages"] == 1
+
+
+KNOWN = ["%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ", "%m [%p] ", "%t:%r:%u@%d:[%p]:", DEBIAN, "%m [%p] %u@%d ",
+         "%t-%c-"]
 
 
 def render(prefix: str, **v) -> str:
@@ -247,14 +275,15 @@ def render(prefix: str, **v) -> str:
     out = prefix
     for code, value in {"%t": "2026-12-07 02:40:39 UTC", "%m": "2026-12-07 02:40:39.123 UTC", "%p": "4711",
                         "%l": "3", "%u": v.get("u", "app"), "%d": "shop", "%a": "psql", "%h": "10.0.0.5",
-                        "%r": "10.0.0.5(51234)", "%q": ""}.items():
+                        "%r": "10.0.0.5(51234)", "%c": "65f1a2b3.1263", "%q": ""}.items():
         out = out.replace(code, value)
     return out
 
 
 @pytest.mark.parametrize("prefix", KNOWN)
 def test_common_prefixes_are_detected(svc, prefix):
-    lines = [render(prefix) + "LOG:  connection received: host=10.0.0.5 port=51234"]
+    lines = [render(prefix.split("%q")[0]) + "LOG:  checkpoint starting: time"]  # a process that is no session
+    lines += [render(prefix) + "LOG:  connection received: host=10.0.0.5 port=51234"]
     lines += [render(prefix) + 'ERROR:  relation "missing" does not exist at character 15'] * 4
     lines += [render(prefix) + "STATEMENT:  SELECT * FROM missing"]
     result = run(svc, ("\n".join(lines) + "\n").encode())
@@ -438,6 +467,15 @@ def test_page_in_chromium(live, logs, tmp_path, artifacts):
             assert "relation \"%s\" does not exist" in text and "gzip" in text
             assert page.is_hidden("#triage-status")
             page.screenshot(path=str(artifacts / "triage-report.png"), full_page=True)
+            page.goto(live + "/triage")  # a file dropped on the page is sent at once
+            page.evaluate("""text => {
+                const dt = new DataTransfer();
+                dt.items.add(new File([text], "dropped.csv", {type: "text/csv"}));
+                document.getElementById("dropzone").dispatchEvent(
+                    new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+            }""", logs[15]["csvlog"].read_text())
+            page.wait_for_selector(".triage-top li", timeout=20_000)
+            assert "as csvlog" in page.inner_text(".triage-summary")
             page.fill("#triage-text", "just some words\nthat are not a log\n")
             page.set_input_files("#triage-file", [])
             page.click("#triage-go")

@@ -68,7 +68,8 @@ def _count(n: int, word: str) -> str:
 
 
 def _print(result: dict, show_all: bool) -> None:
-    head = (f"{result['bytes'] / 1e6:,.1f} MB, {_count(result['lines'], 'line')} in {result['seconds']:.1f} s: "
+    size = f"{result['bytes'] / 1e6:,.1f} MB" if result["bytes"] >= 1e6 else f"{result['bytes'] / 1e3:,.1f} KB"
+    head = (f"{size}, {_count(result['lines'], 'line')} in {result['seconds']:.1f} s: "
             f"{result['format_description']}")
     if result["wrapper"]:
         head += f", wrapped by {result['wrapper']}"

@@ -37,6 +37,7 @@ KNOWN_PREFIXES = [
     "%t [%p]: [%l-1] user=%u,db=%d ",
     "%m [%p] %q[user=%u,db=%d,app=%a] ",
     "%m [%p] %q%u@%d/%a ",
+    "%m [%p] %u@%d ",                                   # (a Debian log has fewer lines with a user@database)
     "%m [%p] %q%u@%d ",                                 # Debian and Ubuntu
     "%t [%p-%l] %q%u@%d ",                              # Debian and Ubuntu before PostgreSQL 10
     "%m [%p-%l] %q%u@%d ",

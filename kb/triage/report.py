@@ -73,7 +73,7 @@ class Timeline:
         return {"bucket_minutes": self.width,
                 "start": self.start.strftime("%Y-%m-%d %H:%M") if self.start else None,
                 "end": self.end.strftime("%Y-%m-%d %H:%M") if self.end else None,
-                "buckets": [{"minute": self.label(i), "lines": b[0], "errors": b[1], "warnings": b[2]}
+                "buckets": [{"minute": self.label(i), "messages": b[0], "errors": b[1], "warnings": b[2]}
                             for i, b in enumerate(self.buckets)]}
 
 
@@ -100,7 +100,9 @@ def _why(g: Group, item: dict, timeline: Timeline) -> str:
         times += " (" + ", ".join(f"{c:,} {s}" for s, c in _severities(g).items()) + ")"
     first, last = item["first"], item["last"]
     if sev == "PANIC":
-        return f"PANIC {times}: the server stopped (first at {_hm(first)})"
+        if n == 1:
+            return f"PANIC once, at {_hm(first)}: the server stopped"
+        return f"PANIC {times}: the server stopped each time (first at {_hm(first)}, last at {_hm(last)})"
     if n == 1:
         return f"{sev} once, at {_hm(first)}"
     if len(g.severities) > 1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from kb.triage.prefix import Prefix
-from kb.triage.tally import E_CONT, E_RICH, Tally
+from kb.triage.tally import CONT, RICH, Tally
 
 _ISO_MINUTE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d")
 _PID = re.compile(r"\[(\d{1,10})\]")
@@ -58,11 +58,76 @@ class StderrScanner:
 
     def scan(self, text: str, norm: str) -> None:
         """Count the lines of one block (`norm` is the block with every digit written as 0)."""
-        tally = self.tally
         lines = text.split("\n")
         nlines = norm.split("\n")
         lines.pop()
         nlines.pop()
+        if self.fast and self.prefix.ts_slice is not None and self.prefix.sep:
+            self._scan_fast(lines, nlines)
+        else:
+            self._scan(lines, nlines)
+
+    def _scan_fast(self, lines: list[str], nlines: list[str]) -> None:
+        """The loop for a prefix that opens with %m or %t and ends with a literal: most lines cost two string
+        searches, three slices and two dict lookups. (The per-line steps are written out, not called.)"""
+        tally = self.tally
+        get = tally.keys.get
+        key_chars = tally.key_chars
+        sep = self.prefix.sep
+        a, b = self.prefix.ts_slice
+        sqlstates = self.prefix.has_sqlstate
+        capture = tally.capture
+        minute = None
+        in_minute = 0
+        for line, nline in zip(lines, nlines):
+            i = line.find(":  ")
+            if i > 0:
+                j = line.rfind(sep, 0, i) + 1
+                k = key_chars.get(line[j:i])
+                if k is not None:
+                    e = get(nline[j:i + 3 + k])
+                    opened = False
+                    if e is None:
+                        e = tally.new_key(nline[j:i + 3 + k], line[j:i], line[j:], line)
+                        get = tally.keys.get
+                        if tally.capture is not capture:
+                            capture, opened = tally.capture, True
+                    e[0] += 1
+                    e[1] = line
+                    flag = e[2]
+                    if flag == CONT:
+                        if capture is not None:
+                            capture = tally.feed(line, e)
+                        continue
+                    mn = line[a:b]
+                    if mn != minute:
+                        if minute is not None:
+                            tally.add_minute(minute, in_minute)
+                        minute, in_minute = mn, 0
+                    in_minute += 1
+                    if flag:
+                        tally.rich(e, line, mn, self._sqlstate(line) if sqlstates else None)
+                    if capture is not None and not opened:
+                        capture = tally.feed(line, e)
+                    continue
+            if line[:1] == "\t":  # text continued from the line before
+                tally.continuations += 1
+                if capture is not None:
+                    capture = tally.feed(line, None)
+                continue
+            if minute is not None:  # the general loop keeps its own minute
+                tally.add_minute(minute, in_minute)
+                minute, in_minute = None, 0
+            tally.capture = capture
+            self._scan([line], [nline])
+            capture = tally.capture
+        tally.capture = capture
+        if minute is not None:
+            tally.add_minute(minute, in_minute)
+
+    def _scan(self, lines: list[str], nlines: list[str]) -> None:
+        """The loop for any prefix: the fast path where it applies, the prefix's regex where not."""
+        tally = self.tally
         get = tally.keys.get
         key_chars = tally.key_chars
         words = tally.words
@@ -114,7 +179,7 @@ class StderrScanner:
                 mn = line[a:b] if has_ts else minute_of(m.groupdict().get("ts"))
             e[0] += 1
             e[1] = line
-            if e[E_CONT]:
+            if e[2] == CONT:
                 if capture is not None:
                     capture = tally.feed(line, e)
                 continue
@@ -124,13 +189,14 @@ class StderrScanner:
                         tally.add_minute(minute, in_minute)
                     minute, in_minute = mn, 0
                 in_minute += 1
-            if e[E_RICH] is not None:
+            if e[2] == RICH:
                 tally.rich(e, line, mn, self._sqlstate(line) if sqlstates else None)
             if capture is not None:
                 if opened:
                     opened = False
                 else:
                     capture = tally.feed(line, e)
+        tally.capture = capture
         if minute is not None:
             tally.add_minute(minute, in_minute)
 

@@ -14,7 +14,7 @@ import json
 import re
 
 from kb.triage.stderr import minute_of
-from kb.triage.tally import E_CONT, E_RICH, KEY_CHARS_ERROR, Tally, cut
+from kb.triage.tally import CONT, RICH, KEY_CHARS_ERROR, Tally, cut
 
 DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 
@@ -103,13 +103,13 @@ class CsvScanner:
                     g.example[:] = example_lines(row[CSV_TS], row[CSV_PID], word, message, self._parts(row))
                     tally.capture = None
             e[0] += 1
-            if e[E_CONT]:
+            if e[2] == CONT:
                 continue
             ts = row[CSV_TS]
             e[1] = ts + ","
             mn = ts[:16]
             tally.add_minute(mn, 1)
-            if e[E_RICH] is not None:
+            if e[2] == RICH:
                 tally.rich(e, e[1], mn, row[CSV_STATE] or None)
 
     @staticmethod
@@ -182,12 +182,12 @@ class JsonScanner:
                     tally.capture = None
             e[0] += 1
             e[1] = line
-            if e[E_CONT]:
+            if e[2] == CONT:
                 continue
             mn = line[14:30] if line.startswith('{"timestamp":"') else None
             if mn is not None:
                 tally.add_minute(mn, 1)
-            if e[E_RICH] is not None:
+            if e[2] == RICH:
                 record = self._record(line) or {}
                 tally.rich(e, line, mn, record.get("state_code"))
 
@@ -255,5 +255,5 @@ class PgBouncerScanner:
             mn = minute_of(m.group("ts"))
             if mn is not None:
                 tally.add_minute(mn, 1)
-            if e[E_RICH] is not None:
+            if e[2] == RICH:
                 tally.rich(e, line, mn)

@@ -22,8 +22,9 @@ from typing import Callable
 from kb.triage.classify import Classifier, Identity, normalise
 from kb.triage.severity import CONTINUATIONS, ERRORS
 
-# the fields of a first-cache entry (a list, for speed)
-E_COUNT, E_LAST, E_RICH, E_GROUP, E_SEV, E_CONT = range(6)
+# the fields of a first-cache entry (a list, for speed), and what its flag says of its lines
+E_COUNT, E_LAST, E_FLAG, E_GROUP, E_SEV = range(5)
+PLAIN, CONT, RICH = 0, 1, 2   # only counted; a DETAIL/HINT/... line of the message before; a line that matters
 KEY_CHARS_ERROR = 256      # of an error's message, what the first cache keys on
 KEY_CHARS_OTHER = 72       # of other messages (a logged statement's text varies after its first words)
 KEYS_BUDGET = 32 * 1024 * 1024   # bytes the first cache may hold before it is folded and emptied
@@ -105,12 +106,12 @@ class Tally:
         """The first-cache entry for a key not seen yet; `message` is the severity word and the message."""
         level = self.words[word]
         if level in CONTINUATIONS:
-            e = [0, None, None, None, level, True]
+            e = [0, None, CONT, None, level]
         else:
             group = self.group_for(level, message, line)
-            rich = group if group is not None and (level in RICH_LEVELS or group.identity is not None
-                                                     and group.identity.slug) else None
-            e = [0, None, rich, group, level, False]
+            rich = group is not None and (level in RICH_LEVELS or group.identity is not None
+                                          and group.identity.slug is not None)
+            e = [0, None, RICH if rich else PLAIN, group, level]
             if group is not None and not group.example:
                 group.example.append(cut(line))
                 self.capture = [group, pid if pid is not None else self.pid_of(line), CAPTURE_WINDOW, True]
@@ -161,7 +162,7 @@ class Tally:
             n = e[E_COUNT]
             if not n:
                 continue
-            if e[E_CONT]:
+            if e[E_FLAG] == CONT:
                 self.continuations += n
                 continue
             self.records += n
@@ -172,7 +173,7 @@ class Tally:
                 continue
             g.count += n
             g.severities[level] = g.severities.get(level, 0) + n
-            if e[E_RICH] is None and e[E_LAST] is not None and e[E_LAST] is not g.last:
+            if e[E_FLAG] != RICH and e[E_LAST] is not None and e[E_LAST] is not g.last:
                 a, b = self.ts_of(e[E_LAST]), self.ts_of(g.last)
                 if a is not None and (b is None or a > b):
                     g.last = e[E_LAST]
@@ -183,11 +184,11 @@ class Tally:
     # --- rich lines ------------------------------------------------------------------------------
     def rich(self, e: list, line: str, minute: str | None, sqlstate: str | None = None) -> None:
         """A line of a message that matters: its group's last line, minutes and SQLSTATE."""
-        g = e[E_RICH]
+        g = e[E_GROUP]
         g.last = line
         g.followed += 1
         if g.followed > RICH_OTHER_LINES and e[E_SEV] not in RICH_LEVELS:
-            e[E_RICH] = None
+            e[E_FLAG] = PLAIN
             g.sampled = True
             return
         if sqlstate:
@@ -234,7 +235,7 @@ class Tally:
             return cap
         pid = self.pid_of(line)
         same = cap[1] is None or pid is None or pid == cap[1]
-        if e[E_CONT]:
+        if e[E_FLAG] == CONT:
             cap[3] = same
             if same and len(example) < EXAMPLE_LINES:
                 example.append(cut(line))

@@ -78,7 +78,7 @@ def chart(report: dict, width: int = 720, height: int = 90) -> dict | None:
         return None
     step = max(1, -(-len(buckets) // CHART_BARS))
     groups = [buckets[i:i + step] for i in range(0, len(buckets), step)]
-    lines = [sum(b["lines"] for b in g) for g in groups]
+    lines = [sum(b["messages"] for b in g) for g in groups]
     errors = [sum(b["errors"] for b in g) for g in groups]
     top_lines, top_errors = max(lines) or 1, max(errors) or 1
     bar = width / len(groups)
@@ -165,7 +165,9 @@ def openapi_schemas() -> dict:
             "timeline": {"type": "object", "properties": {
                 "bucket_minutes": {"type": "integer"}, "start": {"type": ["string", "null"]}, "end": {"type": ["string", "null"]},
                 "buckets": {"type": "array", "items": {"type": "object", "properties": {
-                    "minute": {"type": "string"}, "lines": {"type": "integer"}, "errors": {"type": "integer"},
+                    "minute": {"type": "string", "description": "The bucket's first minute"},
+                    "messages": {"type": "integer", "description": "Messages (records; not their DETAIL or continued lines)"},
+                    "errors": {"type": "integer", "description": "ERROR, FATAL and PANIC messages"},
                     "warnings": {"type": "integer"}}}}}},
             "cut_lines": {"type": "integer"}, "truncated": {"type": ["string", "null"]},
             "notices": {"type": "array", "items": {"type": "string"}}}},
