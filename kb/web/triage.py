@@ -35,8 +35,8 @@ def _too_large(lim: int) -> ApiError:
 
 
 def run_upload() -> dict:
-    """Triage the request's log: the raw body, or the `log` file or `text` field of a form; the
-    `prefix` and `format` options come from the query string or the form."""
+    """Triage the request's log: the raw body (whatever its Content-Type), or the `log` file or `text` field of
+    a multipart form; the `prefix` and `format` options come from the query string or the form."""
     from kb.triage import triage
 
     lim = limit()
@@ -47,7 +47,8 @@ def run_upload() -> dict:
     prefix = request.args.get("prefix") or None
     fmt = request.args.get("format") or None
     try:
-        if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        # only the page's own form is a form: `curl --data-binary @log` labels a raw log as urlencoded
+        if request.mimetype == "multipart/form-data":
             form = request.form
             prefix = form.get("prefix") or prefix
             fmt = form.get("format") or fmt
