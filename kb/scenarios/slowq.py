@@ -11,13 +11,13 @@ without being loaded, or installed in a schema kb does not read.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import psycopg
 
 from kb.scenarios.cluster import Cluster
 from kb.scenarios import Holder, scenario
+from kb.scenarios.maintenance import _background, _wait_until as wait_until
 
 RB = "slow-queries"
 PGSS = {"shared_preload_libraries": "pg_stat_statements"}
@@ -34,34 +34,7 @@ SPILLS = 4  # sorts that spill to temp files
 
 
 def _wait_until(check, timeout: float = 15.0, every: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(every)
-    return check()
-
-
-def _background(h: Holder, conn: psycopg.Connection, sql: str, app: str) -> None:
-    """Run `sql` on `conn` in a thread; cleanup cancels it first (it then ends in an error)."""
-
-    def work():
-        try:
-            conn.execute(sql)
-        except psycopg.Error:
-            pass
-
-    t = threading.Thread(target=work, daemon=True, name=f"scenario-{app}")
-    t.start()
-
-    def stop():
-        try:
-            h.cluster.sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (app,))
-        except psycopg.Error:
-            pass
-        t.join(5)
-
-    h.extra.append(stop)
+    return wait_until(check, timeout, every)
 
 
 def _with_statements(c: Cluster, version: str | None = None) -> None:

@@ -23,7 +23,6 @@ _POSTGRES_SIGNS = re.compile(
     r"|\bpgx\b|jdbc:postgresql|org\.postgresql|node_modules/pg|pg-pool|sequelize|prisma|typeorm|knex|activerecord"
     r"|\bPG::|sqlalchemy|django\.db|\blib/pq\b|\bpq:|tokio[_-]postgres|sqlx|diesel|ecto|hikari")
 _WRAPPER_END = re.compile(r":\s*(?:%s|%m)?\s*$")  # a message that ends by printing another one
-NO_MATCH = "No known PostgreSQL message in this text"
 # A SQLSTATE counts only where a program printed it as one: after SQLSTATE/state_code/code/errcode
 # (psql's VERBOSITY, pgx, node-pg, jsonlog, PDO's SQLSTATE[...]), or opening a line as Npgsql and
 # PDO do ("53300: sorry, ..."). A bare five-character token is a PID or a MySQL code as often. Linear:
