@@ -496,3 +496,21 @@ def test_page_in_chromium(live, logs, tmp_path, artifacts):
             assert not errors, errors
         finally:
             browser.close()
+
+
+def test_syslog_time_when_the_prefix_has_none(svc):
+    """With syslog, log_line_prefix often carries no time ('user=%u,db=%d '): syslog's time and process ID
+    stand in for it, so the timeline and each message's first and last time still tell when (RFC 3164 times have no year)."""
+    year = time.gmtime().tm_year
+    lines = [f"Dec  7 02:{m:02d}:10 db1 postgres[31{m}]: [1-1] user=app,db=shop ERROR:  deadlock detected"
+             for m in range(10, 20)]
+    lines += ["2026-12-07T02:30:00.123+00:00 db1 postgres[3200]: [2-1] user=app,db=shop FATAL:  "
+              "sorry, too many clients already"]
+    result = run(svc, ("\n".join(lines) + "\n").encode())
+    assert result["wrapper"] == "syslog"
+    found = by_entry(result)
+    deadlock = found["deadlock-detected"]
+    assert deadlock["count"] == 10
+    assert deadlock["first"].startswith(f"{year}-12-07 02:10:10")
+    assert deadlock["last"].startswith(f"{year}-12-07 02:19:10")
+    assert found["too-many-clients"]["first"].startswith("2026-12-07 02:30:00")

@@ -14,7 +14,7 @@ from kb.triage.source import LogSource
 from kb.triage.stderr import StderrScanner
 from kb.triage.structured import DIGITS, PGBOUNCER_WORDS, CsvScanner, JsonScanner, PgBouncerScanner
 from kb.triage.tally import Tally
-from kb.triage.wrappers import detect_wrapper
+from kb.triage.wrappers import Syslog, detect_wrapper
 
 SAMPLE_LINES = 2000
 
@@ -44,13 +44,21 @@ def triage(raw: BinaryIO, svc, prefix: str | None = None, fmt: str | None = None
         raise TriageError("the log is empty", status=400, field="body")
     sample = first.split(b"\n", SAMPLE_LINES)[:SAMPLE_LINES]
     wrapper = detect_wrapper(sample)
+    raw_first = first
     if wrapper is not None:
-        first = wrapper.unwrap(first)
+        first = wrapper.unwrap(raw_first)
     encoding = _encoding(first)
     text = first.decode(encoding, "replace")
     lines = text.split("\n", SAMPLE_LINES)[:SAMPLE_LINES]
     words = severity_words(svc.messages)
     detected = detect(lines, {**words, **PGBOUNCER_WORDS} if fmt == "pgbouncer" else words, prefix, fmt)
+    if isinstance(wrapper, Syslog) and detected.format == "stderr" and detected.prefix.ts_slice is None \
+            and (detected.generic or "ts" not in detected.prefix.regex.groupindex):
+        # the server's prefix has no time: read syslog's instead
+        wrapper.keep_time = True
+        first = wrapper.unwrap(raw_first)
+        text = first.decode(encoding, "replace")
+        detected = detect(text.split("\n", SAMPLE_LINES)[:SAMPLE_LINES], words, prefix, fmt)
     if detected.format == "pgbouncer":
         tally = Tally(Classifier(svc, engines=("pgbouncer",)), PGBOUNCER_WORDS)
         scanner = PgBouncerScanner(tally)

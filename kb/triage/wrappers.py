@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 # Linear: each pattern is anchored at a line start and every repetition stops at a space or is bounded.
 _CRI = re.compile(rb"(?m)^\d{4}-\d\d-\d\dT[0-9:.]{8,20}(?:Z|[+-]\d\d:\d\d) (?:stdout|stderr) ([FP]) ")
@@ -16,6 +17,11 @@ _CRI_FULL = re.compile(rb"(?m)(?:^|(?<=\x00))\d{4}-\d\d-\d\dT[0-9:.]{8,20}(?:Z|[
 _STAMPED = re.compile(rb"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d) ")
 _SYSLOG = re.compile(rb"(?m)^(?:<\d{1,3}>)?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[0-9:.+\-Z]{8,32}) "
                      rb"[^\s\[]{1,255} [\w./-]{1,64}\[\d{1,10}\]: (?:\[\d{1,20}-\d{1,10}\] )?")
+_SYSLOG_TIME = re.compile(rb"(?m)^(?:<\d{1,3}>)?(?P<t>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[0-9:.+\-Z]{8,32}) "
+                          rb"[^\s\[]{1,255} [\w./-]{1,64}\[(?P<pid>\d{1,10})\]: (?:\[\d{1,20}-\d{1,10}\] )?")
+_SYSLOG_5424_TIME = re.compile(rb"(?m)^<\d{1,3}>1 (?P<t>\S{1,64}) [^\s]{1,255} [^\s]{1,48} (?P<pid>\d{1,10}) \S{1,32} "
+                               rb"(?:-|\[[^\]\n]{0,1000}\]) (?:\xef\xbb\xbf)?(?:\[\d{1,20}-\d{1,10}\] )?")
+_MONTHS = {m.encode(): i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
 _SYSLOG_5424 = re.compile(rb"(?m)^<\d{1,3}>1 \S{1,64} [^\s]{1,255} [^\s]{1,48} \d{1,10} \S{1,32} (?:-|\[[^\]\n]{0,1000}\]) "
                           rb"(?:\xef\xbb\xbf)?(?:\[\d{1,20}-\d{1,10}\] )?")
 
@@ -100,15 +106,34 @@ class Stamped(Wrapper):
 class Syslog(Wrapper):
     """syslog (rsyslog, journalctl's short output, RFC 5424): `<time> <host> postgres[<pid>]: [<n>-<m>] ...`.
 
-    rsyslog writes PostgreSQL's tab before continued text as #011."""
+    rsyslog writes PostgreSQL's tab before continued text as #011. When the server's own prefix has no
+    time (log_line_prefix = 'user=%u,db=%d ' is usual with syslog), `keep_time` writes syslog's time and
+    process ID in front of each line instead ("2026-12-07 02:40:39 [3122] "; RFC 3164 times have no
+    year: the current one is assumed)."""
 
     name = "syslog"
+
+    def __init__(self):
+        self.keep_time = False
+        self.year = time.gmtime().tm_year
 
     def matches(self, line: bytes) -> bool:
         return _SYSLOG.match(line) is not None or _SYSLOG_5424.match(line) is not None
 
+    def _stamp(self, m: re.Match) -> bytes:
+        t, pid = m.group("t"), m.group("pid")
+        if t[:1].isdigit():  # RFC 3339
+            stamp = t[:19].replace(b"T", b" ")
+        else:
+            month = _MONTHS.get(t[:3], 1)
+            stamp = b"%d-%02d-%02d %s" % (self.year, month, int(t[4:6]), t[7:15])
+        return stamp + b" [" + pid + b"] "
+
     def unwrap(self, block: bytes) -> bytes:
-        block = _SYSLOG_5424.sub(b"", _SYSLOG.sub(b"", block))
+        if self.keep_time:
+            block = _SYSLOG_5424_TIME.sub(self._stamp, _SYSLOG_TIME.sub(self._stamp, block))
+        else:
+            block = _SYSLOG_5424.sub(b"", _SYSLOG.sub(b"", block))
         return block.replace(b"#011", b"\t") if b"#011" in block else block
 
 
