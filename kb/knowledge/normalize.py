@@ -11,6 +11,7 @@ in tests/test_search.py holds all of them to a time bound on hostile 32 KB input
 
 from __future__ import annotations
 
+import functools
 import re
 
 import re2
@@ -30,7 +31,9 @@ _TIMESTAMP = re.compile(
 )
 # Only word-like quoted text is a variable part ("users_pkey", 'abc'); a quoted sentence, such as a
 # message inside a JSON string, keeps its words. A scan stops at the next quote, within 80 characters.
-_QUOTED = re.compile(r'\\?"[^"\s\\]{0,80}\\?"|\'[^\'\s]{0,80}\'|`[^`\s]{0,80}`|«[^»\s]{0,80}»')
+# («...» stops at the next « too: its opening and closing marks differ, so a run of « would otherwise
+# be rescanned from each one.)
+_QUOTED = re.compile(r'\\?"[^"\s\\]{0,80}\\?"|\'[^\'\s]{0,80}\'|`[^`\s]{0,80}`|«[^«»\s]{0,80}»')
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")  # bounded
 _IPV6 = re.compile(r"\[?\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\b\]?", re.I)  # bounded, each group ends at its colon
 _HOSTNAME = re2.compile(r"(?i)\b(?:[a-z0-9-]+\.){2,}[a-z]{2,}(?::\d+)?\b")  # unbounded across dots: RE2
@@ -59,7 +62,13 @@ def _tokens(text: str) -> list[str]:
 
 def normalize_text(text: str) -> list[str]:
     """Tokens of pasted text with timestamps dropped and quoted/numeric/host parts as placeholders."""
-    return [t for t in _tokens(text) if t != VAR]
+    return list(_normalized(text))
+
+
+@functools.lru_cache(maxsize=4)
+def _normalized(text: str) -> tuple[str, ...]:
+    # a search normalises its paste twice (the entries' templates, then the words): the last few are kept
+    return tuple(t for t in _tokens(text) if t != VAR)
 
 
 def template_tokens(template: str) -> list[str]:

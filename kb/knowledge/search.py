@@ -116,6 +116,7 @@ class _Template:
     regex: object
     literal_count: int
     reach: int  # the most paste tokens a match can span
+    words: frozenset = frozenset()  # its literal words: a paste lacking one cannot match
 
 
 class SearchIndex:
@@ -204,7 +205,7 @@ class SearchIndex:
             anchor = min(set(literals), key=lambda t: (freq[t], t))
             self._anchors.setdefault(anchor, []).append(len(self._templates))
             reach = sum(1 if t not in _PLACEHOLDERS else 6 for t in toks)
-            self._templates.append(_Template(slug, message, regex, len(literals), reach))
+            self._templates.append(_Template(slug, message, regex, len(literals), reach, frozenset(literals)))
 
     # --- searching ----------------------------------------------------------------------------
     def _searcher(self):
@@ -232,6 +233,10 @@ class SearchIndex:
         for tok, at in where.items():
             for idx in self._anchors.get(tok, ()):
                 t = self._templates[idx]
+                if t.slug in found and found[t.slug][1] >= t.literal_count:
+                    continue  # a template of this entry as specific is found already
+                if not all(w in where for w in t.words):
+                    continue
                 for lo, hi in _windows(at, t.reach, len(tokens)):
                     m = t.regex.search(" " + " ".join(tokens[lo:hi]) + " ")
                     if m:

@@ -20,8 +20,8 @@ Hostile input is bounded: at most MAX_VERIFY verifications per paste, each on a 
 from __future__ import annotations
 
 import bisect
+import functools
 import re
-import threading
 import threading
 from dataclasses import dataclass, field
 
@@ -41,6 +41,9 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": 
                          "\u00ab": '"', "\u00bb": '"', "\u00a0": " ", "\u3000": " "})
 # Linear: each alternative is a fixed string or a run of one class.
 _SPECIAL = re.compile(r'\s+|\\[nrt"]')
+# The same places less a lone space (left as it is): a run of whitespace and escapes folds to one
+# separator. Linear: every alternative is a fixed string or a run of one class.
+_CHANGES = re.compile(r'\\"|(?:\s|\\[nrt]){2,}|[^\S ]|\\[nrt]')
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 _LETTERS = re.compile(r"[^\W\d_]")
 
@@ -50,8 +53,51 @@ def _fold_piece(s: str) -> str:
     return (low if len(low) == len(s) else "".join(c.lower() if len(c.lower()) == 1 else c for c in s)).translate(_QUOTES)
 
 
+@functools.lru_cache(maxsize=4)
 def fold(text: str) -> tuple[str, list[int], list[int]]:
-    """(folded text, folded segment starts, original offsets of those starts)."""
+    """(folded text, folded segment starts, original offsets of those starts). The last few pastes
+    folded are kept, as a search folds its paste for the matcher and again for the entries'
+    templates: the lists are shared, read them, never change them."""
+    return _fold(text)
+
+
+def _fold(text: str) -> tuple[str, list[int], list[int]]:
+    """One pass over the places folding changes (whitespace other than a lone space, and the escapes
+    \\n \\r \\t \\"), the text between them lowercased at once; the piece by piece pass where a
+    character's lowercase form is longer than it (İ)."""
+    low = text.lower()
+    if len(low) != len(text):
+        return _fold_pieces(text)
+    base = low.translate(_QUOTES)
+    out: list[str] = []
+    fstarts: list[int] = []
+    ostarts: list[int] = []
+    pos = last = 0
+    for m in _CHANGES.finditer(text):
+        start, end = m.span()
+        if start > last:
+            fstarts.append(pos)
+            ostarts.append(last)
+            out.append(base[last:start])
+            pos += start - last
+        tok = m.group(0)
+        if tok == '\\"':
+            rep = '"'
+        else:
+            rep = "\n" if ("\n" in tok or "\r" in tok or "\\n" in tok or "\\r" in tok) else " "
+        fstarts.append(pos)
+        ostarts.append(start)
+        out.append(rep)
+        pos += 1
+        last = end
+    if last < len(text):
+        fstarts.append(pos)
+        ostarts.append(last)
+        out.append(base[last:])
+    return "".join(out), fstarts, ostarts
+
+
+def _fold_pieces(text: str) -> tuple[str, list[int], list[int]]:
     out: list[str] = []
     fstarts: list[int] = []
     ostarts: list[int] = []
@@ -100,8 +146,9 @@ def _orig(fpos: int, fstarts: list[int], ostarts: list[int], end: bool = False) 
     return ostarts[i] + (fpos - fstarts[i]) if i >= 0 else fpos
 
 
+@functools.lru_cache(maxsize=8192)
 def fold_template(template: str) -> str:
-    return fold(template.strip())[0].strip()
+    return _fold(template.strip())[0].strip()
 
 
 def _parts(folded: str) -> list[tuple[str, str]]:
@@ -456,10 +503,16 @@ class MessageMatcher:
             return sum(b - a for a, b in x[4]) - pen
 
         weight = [weight_of(x) for x in found]
+        # only matches whose spans meet can beat one another: look at those alone (a sweep over the
+        # matches ordered by start), not at every pair, so a paste of thousands of matches stays linear
+        order = sorted(range(len(found)), key=lambda n: found[n][0])
+        starts = [found[n][0] for n in order]
+        longest = max((x[1] - x[0] for x in found), default=0)
         kept = []
         for n, (s, e, p, spans, lits, i) in enumerate(found):
             beaten = False
-            for n2, (s2, e2, p2, spans2, lits2, _i2) in enumerate(found):
+            for n2 in order[bisect.bisect_left(starts, s - longest):bisect.bisect_left(starts, e)]:
+                s2, e2, p2, spans2, lits2, _i2 = found[n2]
                 if n2 == n or e2 <= s or e <= s2:
                     continue
                 overlap = any(a < d and c < b for a, b in lits for c, d in lits2)
@@ -472,9 +525,16 @@ class MessageMatcher:
             if not beaten:
                 kept.append((s, e, p, spans, i))
         # a short template whose placeholder holds another message is that message's framing
-        # ("waiting for %s" over "waiting for server to start....FATAL:  ...")
-        kept = [k for k in kept if not (k[2].weak and any(
-            o is not k and any(a <= o[0] and o[1] <= b for a, b in k[3]) for o in kept))]
+        # ("waiting for %s" over "waiting for server to start....FATAL:  ..."); the messages inside
+        # one start within it
+        kept.sort(key=lambda k: k[0])
+        kept_starts = [k[0] for k in kept]
+
+        def frames_another(k) -> bool:
+            inside = kept[bisect.bisect_left(kept_starts, k[0]):bisect.bisect_left(kept_starts, k[1])]
+            return any(o is not k and any(a <= o[0] and o[1] <= b for a, b in k[3]) for o in inside)
+
+        kept = [k for k in kept if not (k[2].weak and frames_another(k))]
         out: list[Found] = []
         seen: set[str] = set()
         by_span: dict[tuple[int, int], Found] = {}

@@ -26,9 +26,10 @@ _WRAPPER_END = re.compile(r":\s*(?:%s|%m)?\s*$")  # a message that ends by print
 # A SQLSTATE counts only where a program printed it as one: after SQLSTATE/state_code/code/errcode
 # (psql's VERBOSITY, pgx, node-pg, jsonlog, PDO's SQLSTATE[...]), or opening a line as Npgsql and
 # PDO do ("53300: sorry, ..."). A bare five-character token is a PID or a MySQL code as often. Linear:
-# bounded repetitions only.
+# bounded repetitions only. (The lookahead lets a scan leave at once every position whose character
+# opens none of the words.)
 _SQLSTATE_CTX = re.compile(
-    r"(?i:sqlstate|state_code|sql_state|sqlerrcode|errcode|error_code|\bcode)[\"']?\s{0,3}[:=\[(]?\s{0,3}[\"']?"
+    r"(?=[SsCcEe])(?i:sqlstate|state_code|sql_state|sqlerrcode|errcode|error_code|\bcode)[\"']?\s{0,3}[:=\[(]?\s{0,3}[\"']?"
     r"([0-9A-Z]{5})(?![0-9A-Za-z])"
     r"|(?m:^\s{0,8}(?:[\w.]{1,60}(?:Exception|Error):\s{1,3})?([0-9A-Z]{5}):\s)")
 
