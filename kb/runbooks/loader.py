@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -65,6 +66,18 @@ def iter_leaves(cond):
 
 def select_columns(sql: str) -> list[str] | None:
     """Output column names of the outermost SELECT where they can be read off the text, else None."""
+    cols = _select_columns(sql)
+    return None if cols is None else list(cols)
+
+
+@functools.lru_cache(maxsize=1024)
+def _select_columns(sql: str) -> tuple[str, ...] | None:
+    # the checks ask for the columns of one step's SQL many times (per branch, per placeholder)
+    cols = _read_select_columns(sql)
+    return None if cols is None else tuple(cols)
+
+
+def _read_select_columns(sql: str) -> list[str] | None:
     text = re.sub(r"--[^\n]*", "", sql)
     depth, top = 0, []
     for ch in text:
