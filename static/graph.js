@@ -7,6 +7,7 @@
   var MIN_SCALE = 0.65; // fitting a wide graph to a phone never shrinks its text below ~10px
   var PT = 4 / 3; // Graphviz sizes in points; CSS pixels are 3/4 of a point
   var ready = null;
+  var VIZ_SRC = document.currentScript && document.currentScript.getAttribute("data-viz");
 
   function viz() {
     if (!ready) ready = window.Viz.instance();
@@ -77,8 +78,33 @@
     root.querySelectorAll("[data-graph]").forEach(draw);
   }
 
+  // Graphviz is fetched after the page has loaded (it is most of a graph page's bytes), then draws every graph
+  function loadViz() {
+    if (window.Viz || !VIZ_SRC || !document.querySelector("[data-graph]")) { drawAll(document); return; }
+    var s = document.createElement("script");
+    s.src = VIZ_SRC;
+    s.onload = function () { drawAll(document); };
+    s.onerror = function () { if (window.console) console.warn("runbook graph not drawn: Graphviz did not load"); };
+    document.head.appendChild(s);
+  }
+
+  // ...when the graph's place comes near the screen (a phone reads the page first), or a few seconds
+  // after the page has loaded, so the graph is ready by the time anyone scrolls to it
+  function loadVizSoon() {
+    var section = document.querySelector("[data-graph]");
+    var once = function () { if (!loadVizSoon.done) { loadVizSoon.done = true; loadViz(); } };
+    if (!section || !("IntersectionObserver" in window)) { once(); return; }
+    var mark = document.createElement("div");  // the section is hidden until drawn: watch a mark in its place
+    section.parentNode.insertBefore(mark, section);
+    new IntersectionObserver(function (seen, obs) {
+      if (seen.some(function (e) { return e.isIntersecting; })) { obs.disconnect(); once(); }
+    }, { rootMargin: "0px" }).observe(mark);
+    var later = function () { setTimeout(once, 5000); };
+    if (document.readyState === "complete") later(); else window.addEventListener("load", later);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    drawAll(document);
+    loadVizSoon();
     // the run page replaces its content in place after each step: draw the fresh graph too
     new MutationObserver(function () { drawAll(document); }).observe(document.body, { childList: true, subtree: true });
     var timer = null;

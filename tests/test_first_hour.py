@@ -141,7 +141,8 @@ def test_page_fits_and_passes_axe(world, contexts, axe, artifacts, name, path, s
             page.fill("#triage-text", LOG)
             page.click("#triage-go")
             page.wait_for_selector("#triage-report .triage-summary")
-        if name in ("runbook", "run"):  # the graph is drawn by JavaScript (the vendored Graphviz build)
+        if name in ("runbook", "run"):  # the graph is drawn by JavaScript once its place is scrolled to
+            page.evaluate("document.querySelector('[data-graph]').previousElementSibling.scrollIntoView()")
             page.wait_for_selector("#graph .graph-canvas svg g.node", timeout=30_000)
         shot = artifacts / f"first-hour-{name}-{width}.png"
         page.screenshot(path=str(shot))  # the first screen; the whole page below when something is wrong
