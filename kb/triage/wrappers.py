@@ -15,15 +15,12 @@ _CRI = re.compile(rb"(?m)^\d{4}-\d\d-\d\dT[0-9:.]{8,20}(?:Z|[+-]\d\d:\d\d) (?:st
 _CRI_PARTIAL = re.compile(rb"(?m)^\d{4}-\d\d-\d\dT[0-9:.]{8,20}(?:Z|[+-]\d\d:\d\d) (?:stdout|stderr) P ([^\n]*)\n")
 _CRI_FULL = re.compile(rb"(?m)(?:^|(?<=\x00))\d{4}-\d\d-\d\dT[0-9:.]{8,20}(?:Z|[+-]\d\d:\d\d) (?:stdout|stderr) F ")
 _STAMPED = re.compile(rb"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d) ")
-_SYSLOG = re.compile(rb"(?m)^(?:<\d{1,3}>)?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[0-9:.+\-Z]{8,32}) "
-                     rb"[^\s\[]{1,255} [\w./-]{1,64}\[\d{1,10}\]: (?:\[\d{1,20}-\d{1,10}\] )?")
-_SYSLOG_TIME = re.compile(rb"(?m)^(?:<\d{1,3}>)?(?P<t>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[0-9:.+\-Z]{8,32}) "
+# syslog's time and the process ID are named, for a prefix that has no time of its own
+_SYSLOG = re.compile(rb"(?m)^(?:<\d{1,3}>)?(?P<t>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[0-9:.+\-Z]{8,32}) "
                           rb"[^\s\[]{1,255} [\w./-]{1,64}\[(?P<pid>\d{1,10})\]: (?:\[\d{1,20}-\d{1,10}\] )?")
-_SYSLOG_5424_TIME = re.compile(rb"(?m)^<\d{1,3}>1 (?P<t>\S{1,64}) [^\s]{1,255} [^\s]{1,48} (?P<pid>\d{1,10}) \S{1,32} "
+_SYSLOG_5424 = re.compile(rb"(?m)^<\d{1,3}>1 (?P<t>\S{1,64}) [^\s]{1,255} [^\s]{1,48} (?P<pid>\d{1,10}) \S{1,32} "
                                rb"(?:-|\[[^\]\n]{0,1000}\]) (?:\xef\xbb\xbf)?(?:\[\d{1,20}-\d{1,10}\] )?")
 _MONTHS = {m.encode(): i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
-_SYSLOG_5424 = re.compile(rb"(?m)^<\d{1,3}>1 \S{1,64} [^\s]{1,255} [^\s]{1,48} \d{1,10} \S{1,32} (?:-|\[[^\]\n]{0,1000}\]) "
-                          rb"(?:\xef\xbb\xbf)?(?:\[\d{1,20}-\d{1,10}\] )?")
 
 
 class Wrapper:
@@ -131,7 +128,7 @@ class Syslog(Wrapper):
 
     def unwrap(self, block: bytes) -> bytes:
         if self.keep_time:
-            block = _SYSLOG_5424_TIME.sub(self._stamp, _SYSLOG_TIME.sub(self._stamp, block))
+            block = _SYSLOG_5424.sub(self._stamp, _SYSLOG.sub(self._stamp, block))
         else:
             block = _SYSLOG_5424.sub(b"", _SYSLOG.sub(b"", block))
         return block.replace(b"#011", b"\t") if b"#011" in block else block
