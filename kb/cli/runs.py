@@ -41,6 +41,8 @@ def _show_step(s: dict) -> None:
             click.echo(f"   (rows capped: kept {len(s['rows'])} of {s['row_count']})")
     if s.get("duration_ms") is not None:
         click.echo(f"   {s['duration_ms']} ms")
+    if s.get("effect"):
+        click.secho(f"   done: {s['effect']}", fg="green")
     if s.get("error"):
         e = s["error"]
         click.secho(f"   {e['condition']}" + (f" ({e['sqlstate']})" if e.get("sqlstate") else "") + f": {e['message']}", fg="red")

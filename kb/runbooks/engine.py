@@ -16,6 +16,7 @@ import threading
 import time
 
 from kb.runbooks.classify import classify
+from kb.runbooks.effect import effect
 from kb.runbooks.conditions import Result, evaluate, fill
 from kb.errors import BadRequest, NotFound, RunStateError
 from kb.runbooks.executor import Executor
@@ -303,7 +304,10 @@ class Engine:
         if err is not None:
             return self._error_record(run, rb, sid, step, text, err, step.on_error)
         rec = self._record(run, sid, step, outcome="confirmed", **self._result_fields(text, res, run["state"]["params"]))
-        rec["summary"] = f"confirmed and ran: {res.status or 'ok'}; {_summary_rows(res.columns, res.rows)}"
+        # the command tag stays in status_message; people read what it did
+        rec["effect"] = effect(step, res.columns, res.rows, res.row_count, res.status,
+                               len(ids) if "preview_ids" in step.sql else None)
+        rec["summary"] = f"confirmed: {rec['effect']}"
         rec["branch"] = self._branch(rb, step.then, "action ran")
         return rec, step.then
 

@@ -152,6 +152,13 @@ def check_runbook(rb: Runbook, path: str, lines: YamlLines, conditions: set[str]
                 if not (re.fullmatch(r"[0-9A-Z]{5}", key) or key in conditions or key.startswith("entry:")):
                     add(("steps", sid, "on_error", key), f"steps.{sid}.on_error.{key}",
                         "not a SQLSTATE, a condition name or entry:<slug>")
+        if isinstance(step, ActionStep) and step.result is not None:
+            cols = step_columns(step)
+            for field in ("column", "count"):
+                name = getattr(step.result, field)
+                if name is not None and cols is not None and name not in cols:
+                    add(("steps", sid, "result", field), f"steps.{sid}.result.{field}",
+                        f"column {name!r} is not returned by the action's sql (returns: {', '.join(cols) or 'nothing'})")
         if isinstance(step, ConclusionStep):
             fits = {"healthy": {"ok"}, "inconclusive": {"unknown"}, "problem": {"ok", "warning", "critical"}}
             if step.status not in fits[step.outcome]:

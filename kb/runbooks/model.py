@@ -196,6 +196,26 @@ class QuestionStep(_Step):
     answers: list[Answer] = Field(min_length=2)
 
 
+class ActionResult(_Strict):
+    """What a confirmed action did, in words: "<verb> <n> <noun>", e.g. "terminated 6 sessions"."""
+
+    verb: str = Field(min_length=2)  # "terminated"
+    noun: str = Field(min_length=1)  # one of them: "session"
+    plural: str | None = None  # several; noun + "s" when not given
+    column: str | None = None  # a boolean result column: only rows where it is true were done
+    count: str | None = None  # or a column of the first row holding how many were done
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "ActionResult":
+        if self.column is not None and self.count is not None:
+            raise ValueError("count the rows where `column` is true, or read `count` from the first row, not both")
+        return self
+
+    def nouns(self, n: int) -> str:
+        """The noun for n of them."""
+        return self.noun if n == 1 else (self.plural or self.noun + "s")
+
+
 class ActionStep(_Step):
     """Writes; shows what the preview query says it would affect, runs only when confirmed."""
 
@@ -203,6 +223,7 @@ class ActionStep(_Step):
     preview_sql: str = Field(min_length=6)
     sql: str = Field(min_length=6)
     preview_columns: list[str] | None = None
+    result: ActionResult | None = None  # its result in words; without it, the command tag in words
     then: str
     on_decline: str
     on_error: dict[str, str] = {}

@@ -152,6 +152,9 @@ def transcript(run: dict, base: str = "", flavor: str = "markdown") -> str:
                 out.append(f"See {f.link(t(e['entry']['title']), base + e['entry']['url'])}.")
         if s.get("answer"):
             out.append(f"\nAnswer: {code(s['answer'])}")
+        if s.get("effect"):
+            tag = f" (command tag {code(s['status_message'])})" if s.get("status_message") else ""
+            out.append(f"\nDone: {t(s['effect'])}{tag}.")
         if s.get("branch"):
             b = s["branch"]
             say = f"{t(b['say'])}: " if b.get("say") else ""
