@@ -96,17 +96,30 @@ def run_cmd(runbook, target, params, yes, as_admin) -> None:
             click.secho(f"\n? {cur['question']}", bold=True)
             for i, a in enumerate(cur["answers"], 1):
                 click.echo(f"  {i}. {a['label']}")
-            n = click.prompt("Answer", type=click.IntRange(1, len(cur["answers"])))
+            n = _ask(svc, run, ident, "Answer", type=click.IntRange(1, len(cur["answers"])))
             run = svc.runs.advance(run["id"], ident, answer=cur["answers"][n - 1]["value"], step=cur["id"])
         elif cur["kind"] == "action":
             click.secho(f"\n! Action: {cur['title']}", bold=True, fg="red")
-            ok = yes or click.prompt("Type yes to run it, anything else to skip", default="no") == "yes"
-            if ok and not ident.can("admin"):
-                click.echo("confirming needs admin: rerun with --as-admin; skipping")
+            if not ident.can("admin"):  # said before asking: a yes could not run it
+                click.echo("Running an action needs the admin role: rerun with --as-admin to be able to run it. "
+                           "Skipping it; nothing is changed.")
                 ok = False
+            else:
+                ok = yes or _ask(svc, run, ident, "Type yes to run it, anything else to skip", default="no") == "yes"
             run = svc.runs.advance(run["id"], ident, confirm=ok, step=cur["id"])
     click.echo(f"\n{run['summary']}\nrun {run['id']}: transcript with `curl .../api/v1/runs/{run['id']}/transcript`")
     sys.exit(0 if run["status"] == "finished" else 1)
+
+
+def _ask(svc, run, ident, text, **kw):
+    """click.prompt; when the person leaves instead (Ctrl-C, end of input), the run ends as abandoned
+    now rather than being listed as active until KB_ABANDON_AFTER passes."""
+    try:
+        return click.prompt(text, **kw)
+    except click.Abort:
+        svc.runs.abandon(run["id"], ident, "left unanswered in the terminal")
+        click.echo(f"\nrun {run['id']} abandoned", err=True)
+        raise
 
 
 @click.group()

@@ -122,6 +122,37 @@ class Engine:
             raise RunStateError(f"runbook {run['runbook']!r} of this run is no longer deployed")
         return self._abandon_if_stale(run)
 
+    def refresh(self, run_id: str) -> dict | None:
+        """The run as stored, marked abandoned if it waited too long, even when its runbook is no
+        longer deployed (so lists never show it active forever); None when there is no such run."""
+        run = self.store.load_run(run_id)
+        return None if run is None else self._abandon_if_stale(run)
+
+    def abandon(self, run_id: str, actor: str, why: str) -> dict:
+        """End an active run as abandoned now (its person left it, e.g. `kb run` interrupted at a prompt)."""
+        with self._lock(run_id):
+            run = self.load(run_id)
+            state = run["state"]
+            if run["status"] != "active":
+                return run
+            if state.get("claim"):
+                raise RunStateError(f"step {state['claim']['step']!r} is being run; it cannot be abandoned now")
+            message = f"{why} at step {state.get('current')!r}; start a new run to look again"
+            return self._end_abandoned(run, actor, message, {"step": state.get("current"), "by": actor})
+
+    def _end_abandoned(self, run: dict, actor: str, message: str, detail: dict) -> dict:
+        state = run["state"]
+        new = dict(state, waiting=None, pending=None,
+                   failure={"condition": "abandoned", "message": message, "step": state.get("current")})
+        new.pop("claim", None)
+        try:
+            run["version"] = self.store.commit_step(run["id"], run["version"], "abandoned", new, None, actor, "abandon",
+                                                    detail)
+        except RunStateError:
+            return self.store.load_run(run["id"]) or run  # advanced or abandoned meanwhile by another worker
+        run["status"], run["state"] = "abandoned", new
+        return run
+
     def _abandon_if_stale(self, run: dict) -> dict:
         """An active run nobody advanced for `abandon_after` seconds ends as `abandoned`: what it saw
         is that old, so it must not be picked up again as if it were current."""
@@ -140,16 +171,10 @@ class Engine:
         waited = {"answer": "an answer", "confirm": "a confirmation"}.get(state.get("waiting"), "the next step")
         message = (f"waited {_duration(idle)} for {waited} at step {state.get('current')!r}, longer than "
                    f"{_duration(self.abandon_after)}; start a new run to look again")
-        new = dict(state, waiting=None, pending=None,
-                   failure={"condition": "abandoned", "message": message, "step": state.get("current")})
-        new.pop("claim", None)
-        try:
-            run["version"] = self.store.commit_step(run["id"], run["version"], "abandoned", new, None, "kb", "abandon",
-                                                    {"step": state.get("current"), "idle_seconds": int(idle)})
-        except RunStateError:
-            return self.store.load_run(run["id"]) or run  # advanced or abandoned meanwhile by another worker
-        run["status"], run["state"] = "abandoned", new
-        return run
+        if claim and claim.get("kind") == "action":  # its worker died mid-action: say so, not "waited"
+            message = (f"the action {claim['step']!r} was claimed by {claim['by']} at {claim['at']} and its outcome "
+                       "was never recorded, so it may have run: check the target, then start a new run")
+        return self._end_abandoned(run, "kb", message, {"step": state.get("current"), "idle_seconds": int(idle)})
 
     # --- machinery -----------------------------------------------------------------------------
     def _lock(self, run_id: str) -> threading.Lock:

@@ -112,12 +112,16 @@ class RunService:
         for r in items:
             r["url"] = f"/runs/{r['id']}"
             if r["status"] == "active":  # one that waited too long is marked abandoned as it is listed
-                try:
-                    r["status"] = self.engine.load(r["id"])["status"]
-                except ApiError:
-                    pass
+                r["status"] = (self.engine.refresh(r["id"]) or r)["status"]
             r["outcome"] = _outcome(r["status"], r.pop("conclusion_outcome", None))
         return {"count": len(items), "runs": items}
+
+    def abandon(self, run_id: str, ident, why: str) -> dict:
+        """End a run its person left part-way as abandoned, so it is not listed as active."""
+        self._load_readable(run_id, ident)
+        run = self.engine.abandon(run_id, ident.name, why)
+        log.info("run %s abandoned by %s", run_id, ident.name)
+        return self.view(run)
 
     def transcript(self, run_id: str, ident, base: str = "") -> str:
         return transcript(self.view(self._load_readable(run_id, ident)), base)
