@@ -242,3 +242,53 @@ def test_kb_check_exit_codes(tmp_path):
     write(tmp_path, "example", GOOD_FRONT + GOOD_BODY)
     res = subprocess.run([sys.executable, "-m", "kb", "check", "--strict"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+
+
+def test_one_broken_entry_is_reported_once_with_the_lines_it_hides(tmp_path):
+    """Entries and runbooks linking to a broken entry do not each report "no entry with slug ...":
+    the broken entry's own error says how many such lines it hides."""
+    import re
+    import shutil
+
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "content", tmp_path / "content")
+    shutil.copytree(root / "runbooks", tmp_path / "runbooks")
+    broken = tmp_path / "content" / "postgresql" / "too-many-clients.md"
+    lines = broken.read_text().split("\n")
+    n = next(i for i, line in enumerate(lines) if line.startswith("severity:"))
+    lines[n] = "severity: huge"
+    broken.write_text("\n".join(lines))
+    env = {"KB_CONTENT_DIR": str(tmp_path / "content"), "KB_RUNBOOKS_DIR": str(tmp_path / "runbooks"),
+           "KB_INSTANCE_DIR": str(tmp_path / "inst"), "PATH": "/usr/bin:/bin"}
+    hidden = {}
+    for args in ([], ["--strict"]):
+        res = subprocess.run([sys.executable, "-m", "kb", "check", *args], capture_output=True, text=True, env=env,
+                             cwd=tmp_path)
+        assert res.returncode == 1
+        first, summary = res.stderr.splitlines()
+        m = re.fullmatch(rf"content/postgresql/too-many-clients\.md:{n + 1}: severity: Input should be 'critical', "
+                         r"'high', 'medium' or 'low' \(and (\d+) references to 'too-many-clients' elsewhere, hidden: "
+                         r"they follow from this error\)", first)
+        assert m, first
+        assert summary == "1 error(s), 0 warning(s)"
+        hidden[bool(args)] = int(m.group(1))
+    # runbooks' fix links and entries: lists are errors; entries' related: lists are warnings, hidden too
+    assert 10 <= hidden[False] < hidden[True]
+
+
+def test_knock_on_problems_fold_into_the_error_they_follow_from():
+    from kb.knowledge.problems import Problem, fold_knock_on
+
+    cause = Problem("content/x.md", 3, "severity", "bad")
+    other = Problem("content/y.md", 5, "title", "missing")
+    refs = [Problem("runbooks/r.yaml", 7, "entries[0]", "no entry with slug 'x'", ref=("entry", "x")),
+            Problem("content/z.md", 9, "related[0]", "no entry with slug 'x'", "warning", ref=("entry", "x"))]
+    kept = refs[1:] + [Problem("content/z.md", 10, "related[1]", "no entry with slug 'gone'", "warning",
+                               ref=("entry", "gone"))]
+    assert [str(p) for p in fold_knock_on([cause, *refs, other], {("entry", "x"): "content/x.md"})] == [
+        "content/x.md:3: severity: bad (and 2 references to 'x' elsewhere, hidden: they follow from this error)",
+        "content/y.md:5: title: missing"]
+    # a reference to a file that is not broken (or has no error to fold into) stays
+    assert fold_knock_on([other, *kept], {("entry", "x"): "content/gone.md"}) == [other, *kept]
+    assert str(fold_knock_on([cause, refs[0]], {("entry", "x"): "content/x.md"})[0]).endswith(
+        "(and 1 reference to 'x' elsewhere, hidden: it follows from this error)")

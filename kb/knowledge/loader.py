@@ -154,7 +154,7 @@ def cross_check(entries: list[Entry], runbook_ids: set[str] | None) -> list[Prob
         for i, rel in enumerate(e.meta.related):
             if rel not in by_slug:
                 problems.append(Problem(e.path, lines.line(("related", i)), f"related[{i}]",
-                                        f"no entry with slug {rel!r}", "warning"))
+                                        f"no entry with slug {rel!r}", "warning", ref=("entry", rel)))
             elif e.slug not in by_slug[rel].meta.related:
                 problems.append(Problem(e.path, lines.line(("related", i)), f"related[{i}]",
                                         f"{rel!r} does not link back to {e.slug!r}", "warning"))
@@ -170,7 +170,7 @@ def cross_check(entries: list[Entry], runbook_ids: set[str] | None) -> list[Prob
             for i, rb in enumerate(e.meta.runbooks):
                 if rb not in runbook_ids:
                     problems.append(Problem(e.path, lines.line(("runbooks", i)), f"runbooks[{i}]",
-                                            f"no runbook with id {rb!r}"))
+                                            f"no runbook with id {rb!r}", ref=("runbook", rb)))
     return problems
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import yaml
 
@@ -30,6 +30,9 @@ class Problem:
     field: str
     reason: str
     level: str = "error"  # or "warning"
+    # what a dangling reference points at, ("entry", slug) or ("runbook", id): when that file failed
+    # to load, this problem follows from its error and is folded into it
+    ref: tuple[str, str] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         prefix = "" if self.level == "error" else "warning: "
@@ -38,6 +41,27 @@ class Problem:
     def as_dict(self) -> dict:
         return {"path": self.path, "line": self.line, "field": self.field,
                 "reason": self.reason, "level": self.level}
+
+
+def fold_knock_on(problems: list[Problem], broken: dict[tuple[str, str], str]) -> list[Problem]:
+    """Problems with references to a file that failed to load (`broken`: ref -> its path) folded into
+    that file's first error, which says how many lines it hides; one broken entry otherwise makes
+    every entry and runbook linking to it report "no entry with slug ..." too."""
+    failed = {p.path for p in problems if p.level == "error"}
+    foldable = {ref for ref, path in broken.items() if path in failed}  # else there is nothing to fold into
+    hidden: dict[tuple[str, str], int] = {}
+    kept = []
+    for p in problems:
+        if p.ref in foldable:
+            hidden[p.ref] = hidden.get(p.ref, 0) + 1
+        else:
+            kept.append(p)
+    for ref, n in hidden.items():
+        i = next(i for i, p in enumerate(kept) if p.path == broken[ref] and p.level == "error")
+        word = "reference" if n == 1 else "references"
+        kept[i] = replace(kept[i], reason=f"{kept[i].reason} (and {n} {word} to {ref[1]!r} elsewhere, hidden: "
+                                          f"{'it follows' if n == 1 else 'they follow'} from this error)")
+    return kept
 
 
 def display_path(path: str) -> str:

@@ -327,20 +327,22 @@ def check_runbooks_against_entries(runbooks: dict[str, Runbook], entries: dict) 
         path, lines = rb._path, rb._lines
         for i, slug in enumerate(rb.entries):
             if slug not in slugs:
-                problems.append(Problem(path, lines.line(("entries", i)), f"entries[{i}]", f"no entry with slug {slug!r}"))
+                problems.append(Problem(path, lines.line(("entries", i)), f"entries[{i}]", f"no entry with slug {slug!r}",
+                                        ref=("entry", slug)))
         for sid, step in rb.steps.items():
             if isinstance(step, ConclusionStep):
                 for i, link in enumerate(step.fix):
                     if link.entry not in slugs:
                         problems.append(Problem(path, lines.line(("steps", sid, "fix", i)), f"steps.{sid}.fix[{i}].entry",
-                                                f"no entry with slug {link.entry!r}"))
+                                                f"no entry with slug {link.entry!r}", ref=("entry", link.entry)))
                     elif link.section and link.section not in _anchors(entries[link.entry]):
                         problems.append(Problem(path, lines.line(("steps", sid, "fix", i)), f"steps.{sid}.fix[{i}].section",
                                                 f"entry {link.entry!r} has no section or fix step {link.section!r}"))
             for key in getattr(step, "on_error", {}):
                 if key.startswith("entry:") and key[6:] not in slugs:
                     problems.append(Problem(path, lines.line(("steps", sid, "on_error", key)),
-                                            f"steps.{sid}.on_error.{key}", f"no entry with slug {key[6:]!r}"))
+                                            f"steps.{sid}.on_error.{key}", f"no entry with slug {key[6:]!r}",
+                                            ref=("entry", key[6:])))
     return problems
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from kb.knowledge.loader import cross_check, load_entries
 from kb.knowledge.model import Entry
 from kb.errors import ContentInvalid
-from kb.knowledge.problems import Problem
+from kb.knowledge.problems import Problem, fold_knock_on
 
 
 @dataclass
@@ -95,6 +95,12 @@ def load_catalog_cached(content_dir: Path, runbooks_dir: Path, cache_dir: Path) 
     return cat
 
 
+def _failed(problems: list[Problem], loaded: set[str], kind: str) -> dict[tuple[str, str], str]:
+    """(kind, name) -> path of each file with an error that kept it from loading (named by its file)."""
+    return {(kind, Path(p.path).stem): p.path for p in problems
+            if p.level == "error" and Path(p.path).stem not in loaded}
+
+
 def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False) -> Catalog:
     """Load and cross-check everything; raise ContentInvalid listing every problem on errors."""
     from kb.runbooks.loader import check_runbooks_against_entries, load_runbooks
@@ -104,8 +110,10 @@ def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False) ->
         raise ContentInvalid([Problem(str(content_dir), 0, "content_dir", "folder not found")])
     entries, found = load_entries(content_dir)
     problems += found
+    broken = _failed(found, {e.slug for e in entries}, "entry")
     runbooks, found = load_runbooks(runbooks_dir)
     problems += found
+    broken.update(_failed(found, set(runbooks), "runbook"))
     problems += cross_check(entries, set(runbooks))
     problems += check_runbooks_against_entries(runbooks, {e.slug: e for e in entries})
     from kb.messages.match import default_matcher
@@ -115,5 +123,5 @@ def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False) ->
     problems += message_problems(entries, matcher.catalog, matcher)
     bad = [p for p in problems if p.level == "error" or (strict and p.level == "warning")]
     if bad:
-        raise ContentInvalid(bad)
+        raise ContentInvalid(fold_knock_on(bad, broken))
     return Catalog({e.slug: e for e in entries}, runbooks, problems, fingerprint(content_dir, runbooks_dir))
