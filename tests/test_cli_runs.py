@@ -85,3 +85,65 @@ def test_a_stale_run_of_a_runbook_no_longer_deployed_is_listed_abandoned(config_
     time.sleep(1.3)
     (listed,) = runs(config_factory, fewer, tmp_path, targets=targets, abandon_after=1.0)
     assert (listed["id"], listed["status"], listed["outcome"]) == (run["id"], "abandoned", "inconclusive")
+
+
+def test_the_local_operator_is_told_how_to_confirm(app_factory, runbooks_dir, pg):
+    """A loopback server without identities: the page and the API say how to become an admin."""
+    app = app_factory(runbooks_dir=str(runbooks_dir), targets={"t": {"dsn": pg.dsn("monitor")}})
+    c = app.test_client()
+    r = c.post("/api/v1/runs", json={"runbook": "probe-action", "target": "t", "auto": True})
+    assert r.status_code == 201, r.get_json()
+    rid = r.get_json()["id"]
+    page = c.get(f"/runs/{rid}").get_data(as_text=True)
+    assert ("To confirm, create an admin token in a terminal with <code>kb token create NAME --role admin</code>, then\n"
+            f'    <a href="/login?next=/runs/{rid}">sign in</a> with it. Once a token exists, browsers that have not '
+            "signed in can only read.") in page
+    r = c.post(f"/api/v1/runs/{rid}/advance", json={"confirm": True})
+    assert r.status_code == 403
+    assert r.get_json()["error"] == (
+        "local has the operator role; confirming an action needs admin: create an admin token in a terminal with "
+        "`kb token create NAME --role admin`, then sign in at /login with it (once a token exists, browsers that "
+        "have not signed in can only read)")
+
+
+def test_the_first_token_says_the_local_operator_ends(kb_env, tmp_path, app_factory, runbooks_dir, caplog):
+    """Creating the first token turns unsigned-in local browsers into readers: the CLI and the server log say so."""
+    import logging
+
+    app = app_factory(runbooks_dir=str(runbooks_dir))
+    state = app.extensions["kb_access"]
+    assert state.configured() is False
+    runner = CliRunner()
+    env = dict(kb_env, KB_INSTANCE_DIR=str(tmp_path / "instance"))
+    first = runner.invoke(cli, ["token", "create", "alice", "--role", "admin"], env=env)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.startswith("kb_") and len(first.stdout.split()) == 1  # the token alone, for scripts
+    assert first.stderr == ("This is the first token: a kb server on a loopback address no longer treats browsers "
+                            "that have not signed in as the local operator. They can now only read; sign in at /login "
+                            "with a token to start runs or confirm actions.\n")
+    second = runner.invoke(cli, ["token", "create", "bob"], env=env)
+    assert second.exit_code == 0 and second.stderr == ""
+    state._tokens_cached = (0.0, False)  # as if its cache of two seconds ran out
+    with caplog.at_level(logging.WARNING, logger="kb"):
+        assert app.test_client().post("/api/v1/runs", json={"runbook": "probe-action", "target": "t"}).status_code == 401
+    assert ("a token was created: browsers that have not signed in are no longer the local operator; they can only "
+            "read (KB_ANONYMOUS_ROLE) until they sign in at /login") in caplog.messages
+
+
+@pytest.mark.parametrize("existing,expected", [
+    (None, ["Point kb at it (this creates {p}; nothing in it is overwritten):\n",
+            "  cat >> {p} <<'EOF'", "  [targets.sandbox]", '  dsn = "postgresql://x"', "  EOF"]),
+    ('[targets.prod]\ndsn = "postgresql://prod"\n',
+     ["Point kb at it (this adds a target to {p}; nothing in it is overwritten):\n",
+      "  cat >> {p} <<'EOF'", "", "  [targets.sandbox]", '  dsn = "postgresql://x"', "  EOF"]),
+    ('[targets.sandbox]\ndsn = "postgresql://old"\n',
+     ["{p} has a [targets.sandbox] table already: set its lines to these (appending a second one would make the "
+      "file invalid):\n", "  [targets.sandbox]", '  dsn = "postgresql://x"']),
+])
+def test_sandbox_hint_never_overwrites_the_config(tmp_path, existing, expected):
+    from kb.cli.runs import sandbox_hint
+
+    path = tmp_path / "kb.toml"
+    if existing is not None:
+        path.write_text(existing)
+    assert sandbox_hint(path, {"dsn": "postgresql://x"}) == [line.replace("{p}", str(path)) for line in expected]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 import signal
 import sys
+from pathlib import Path
 
 import click
 
@@ -139,9 +143,15 @@ def token_create(name, role) -> None:
 
     cfg = load_config()
     store = RunStore(cfg.store_url, cfg.instance_path)
+    first = not store.has_active_tokens()
     tok = new_token()
     store.add_token(secrets.token_hex(4), name, role, token_digest(tok))
     click.echo(tok)
+    if first and not (cfg.users or cfg.trusted_proxies):
+        # on stderr: stdout is the token alone, for scripts
+        click.echo("This is the first token: a kb server on a loopback address no longer treats browsers that "
+                   "have not signed in as the local operator. They can now only read; sign in at /login with a "
+                   "token to start runs or confirm actions.", err=True)
 
 
 @token.command("list")
@@ -187,11 +197,9 @@ def sandbox(scenario, list_) -> None:
         cluster, holder = scenarios.start(scenario)
         try:
             t = sc.target(cluster)
-            click.echo(f"sandbox {scenario!r} is up (PostgreSQL in {cluster.base}). Point kb at it:\n")
-            click.echo(f"  cat > kb.toml <<'EOF'\n  [targets.sandbox]\n  dsn = \"{t['dsn']}\"")
-            if t.get("reserved_dsn"):
-                click.echo(f"  reserved_dsn = \"{t['reserved_dsn']}\"")
-            click.echo("  EOF")
+            click.echo(f"sandbox {scenario!r} is up (PostgreSQL in {cluster.base}).")
+            for line in sandbox_hint(Path(os.environ.get("KB_CONFIG") or "kb.toml"), t):
+                click.echo(line)
             params = " ".join(f"--param {k}={v}" for k, v in sc.params.items())
             click.echo(f"\n  kb run {sc.runbook} --target sandbox {params}".rstrip())
             click.echo("\nCtrl-C stops the sandbox and removes the cluster.")
@@ -206,6 +214,27 @@ def sandbox(scenario, list_) -> None:
     finally:
         _ignore_signals()
         destroy_all()
+
+
+def sandbox_hint(config: Path, target: dict) -> list[str]:
+    """How to point kb at the sandbox without overwriting the configuration file: append to it, or,
+    when it has a sandbox target already, say which lines to change."""
+    table = ["[targets.sandbox]", f'dsn = "{target["dsn"]}"']
+    if target.get("reserved_dsn"):
+        table.append(f'reserved_dsn = "{target["reserved_dsn"]}"')
+    try:
+        text = config.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = None
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    name = shlex.quote(str(config))
+    if text is not None and re.search(r"^\s*\[\s*targets\.sandbox\s*\]", text, re.M):
+        return [f"{config} has a [targets.sandbox] table already: set its lines to these (appending a second one "
+                "would make the file invalid):\n", *("  " + line for line in table)]
+    what = "adds a target to" if text is not None else "creates"
+    return [f"Point kb at it (this {what} {config}; nothing in it is overwritten):\n",
+            f"  cat >> {name} <<'EOF'", *([""] if text else []), *("  " + line for line in table), "  EOF"]
 
 
 class Stopped(Exception):

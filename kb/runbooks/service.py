@@ -13,6 +13,9 @@ from kb.runbooks.targets import load_targets
 from kb.runbooks.transcript import transcript
 
 log = logging.getLogger("kb")
+# the local operator (a loopback server with no identities) becomes an admin only by signing in
+LOCAL_ADMIN_HOW = ("create an admin token in a terminal with `kb token create NAME --role admin`, then sign in "
+                   "at /login with it (once a token exists, browsers that have not signed in can only read)")
 
 
 class RunService:
@@ -78,7 +81,8 @@ class RunService:
         current = rb.steps.get(run["state"].get("current") or "")
         if isinstance(current, ActionStep) and confirm and not ident.can("admin"):
             self.store.audit(run_id, ident.name, "confirm-refused", {"step": run["state"]["current"], "role": ident.role})
-            raise ApiError(403, f"{ident.name} has the {ident.role} role; confirming an action needs admin",
+            raise ApiError(403, f"{ident.name} has the {ident.role} role; confirming an action needs admin"
+                           + (f": {LOCAL_ADMIN_HOW}" if ident.via == "local" else ""),
                            [{"field": "confirm", "reason": "needs admin"}])
         run = self.engine.advance(run_id, ident.name, answer=answer, confirm=confirm, auto=auto, step=step)
         return self.view(run)

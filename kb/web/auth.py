@@ -90,6 +90,7 @@ class AccessState:
             self.loopback = cfg.host in ("localhost",)
         self.host = cfg.host
         self._tokens_cached = (0.0, False)
+        self._tokens_seen: bool | None = None  # None until first looked at
         self.limits = {"search": _parse_rate(cfg.rate_search), "runs": _parse_rate(cfg.rate_runs)}
 
     def has_tokens(self) -> bool:
@@ -97,7 +98,14 @@ class AccessState:
         if time.monotonic() - at > 2.0:
             value = self.app.extensions["kb"].runs.store.has_active_tokens()
             self._tokens_cached = (time.monotonic(), value)
+            if self._tokens_seen is False and value and self.loopback and not (self.proxies or self._users()):
+                log.warning("a token was created: browsers that have not signed in are no longer the local "
+                            "operator; they can only read (KB_ANONYMOUS_ROLE) until they sign in at /login")
+            self._tokens_seen = value
         return value
+
+    def _users(self) -> bool:
+        return bool(self.app.extensions["kb_config"].users)
 
     def configured(self) -> bool:
         cfg = self.app.extensions["kb_config"]
@@ -199,7 +207,8 @@ def register(app: Flask) -> None:
     state = AccessState(app)
     app.extensions["kb_access"] = state
     if state.loopback and not state.configured():
-        log.warning("no identities configured and bound to a loopback address: local users act as operators")
+        log.warning("no identities configured and bound to a loopback address: local users act as operators "
+                    "(creating the first token ends this: then they read only until they sign in)")
     elif not state.configured():
         log.warning("no identities configured on a non-loopback address: runs are refused until you create a "
                     "token (kb token create NAME --role operator) or configure KB_TRUSTED_PROXIES")
