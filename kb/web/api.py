@@ -13,6 +13,7 @@ from kb.web.bodies import AdvanceBody, SearchBody, StartRunBody
 from kb.web.errors import validation_errors
 from kb.web.openapi import spec
 from kb.web.present import json_response, limit_arg, service
+from kb.web.responses import Entry, EntryList, Runbook, RunbookList, RunList, TargetList, sent
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -60,12 +61,12 @@ def search_post():
 @bp.get("/entries")
 def entries():
     args = {k: request.args.get(k) or None for k in ("engine", "tag", "sqlstate")}
-    return json_response(service().entries(**args))
+    return json_response(sent(EntryList, service().entries(**args)))
 
 
 @bp.get("/entries/<slug>")
 def entry(slug: str):
-    return json_response(service().entry(slug))
+    return json_response(sent(Entry, service().entry(slug)))
 
 
 @bp.get("/messages/<mid>")
@@ -85,24 +86,24 @@ def sqlstate(code: str):
 
 @bp.get("/runbooks")
 def runbooks():
-    return json_response(service().runbooks())
+    return json_response(sent(RunbookList, service().runbooks()))
 
 
 @bp.get("/runbooks/<rid>")
 def runbook(rid: str):
-    return json_response(service().runbook(rid))
+    return json_response(sent(Runbook, service().runbook(rid)))
 
 
 @bp.get("/targets")
 def targets():
     ident = auth.current()
-    return json_response(service().runs.targets_for(ident))
+    return json_response(sent(TargetList, service().runs.targets_for(ident)))
 
 
 @bp.get("/runs")
 def runs_list():
     ident = auth.require("reader")
-    return json_response(service().runs.recent(ident, limit=limit_arg()))
+    return json_response(sent(RunList, service().runs.recent(ident, limit=limit_arg())))
 
 
 @bp.post("/runs")

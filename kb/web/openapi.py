@@ -1,13 +1,37 @@
-"""The OpenAPI 3.1 description of /api/v1, with request bodies from the pydantic models."""
+"""The OpenAPI 3.1 description of /api/v1, with request bodies and the responses built from content and
+runs generated from the pydantic models the API validates them with."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import BaseModel
+
+from kb.web import responses
 from kb.web.bodies import AdvanceBody, SearchBody, StartRunBody
 from kb.web.triage import openapi_path as triage_path, openapi_schemas as triage_schemas
 
+REF = "#/components/schemas/{model}"
 ERROR = {"$ref": "#/components/schemas/Error"}
+# sent through kb.web.responses.sent, so these schemas describe exactly what goes out
+RESPONSE_MODELS = (responses.EntryList, responses.Entry, responses.RunbookList, responses.Runbook,
+                   responses.TargetList, responses.RunList)
+
+
+def ref(model: type[BaseModel]) -> dict:
+    """A reference to a model's schema among the components."""
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def model_schemas(models, schemas: dict) -> dict:
+    """`schemas` with each model's serialization schema and its $defs added, names checked unique."""
+    out = dict(schemas)
+    for model in models:
+        schema = model.model_json_schema(ref_template=REF, mode="serialization")
+        for name, item in {**schema.pop("$defs", {}), model.__name__: schema}.items():
+            if out.setdefault(name, item) != item:
+                raise ValueError(f"two OpenAPI schemas are named {name}")
+    return out
 
 
 def _resp(desc: str, schema: dict | None = None, extra: dict | None = None) -> dict:
@@ -52,21 +76,14 @@ def spec() -> dict:
                                 "Every error has the shape {ok: false, status, error, errors}."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
+            "schemas": model_schemas(RESPONSE_MODELS, {
                 "Error": {"type": "object", "required": ["ok", "status", "error", "errors"], "properties": {
                     "ok": {"const": False}, "status": {"type": "integer"}, "error": {"type": "string"},
                     "errors": {"type": "array", "items": {"type": "object"}}}},
-                "EntryRef": {"type": "object", "required": ["slug", "title", "url", "sqlstates"], "properties": {
-                    "slug": {"type": "string"}, "title": {"type": "string"}, "url": {"type": "string"},
-                    "sqlstates": {"type": "array", "items": {"type": "string"}}}},
                 "SqlStateRef": {"type": "object", "required": ["code", "condition", "class", "class_name", "url"], "properties": {
                     "code": {"type": "string", "pattern": "^[0-9A-Z]{5}$"},
                     "condition": {"type": ["string", "null"], "description": "The condition name PL/pgSQL accepts"},
                     "class": {"type": "string"}, "class_name": {"type": "string"}, "url": {"type": "string"}}},
-                "Translation": {"type": "object", "required": ["lang", "language", "forms"], "properties": {
-                    "lang": {"type": "string", "description": "gettext language code (de, pt_BR, zh_CN, ...)"},
-                    "language": {"type": "string"},
-                    "forms": {"type": "array", "items": {"type": "string"}, "description": "One form, or one per plural form"}}},
                 "FoundMessage": {"type": "object", "description": "A catalog message found in the pasted text",
                                  "required": ["id", "template", "kind", "values", "text", "url"], "properties": {
                     "id": {"type": "string"}, "template": {"type": "string"}, "kind": {"$ref": "#/components/schemas/MessageKind"},
@@ -165,7 +182,7 @@ def spec() -> dict:
                     "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
                     "links": {"type": "object", "description": "self, page (HTML stepper), transcript"}}},
                 **triage_schemas(),
-            },
+            }),
         },
         "security": [{}, {"bearer": []}],
         "paths": {
@@ -176,9 +193,9 @@ def spec() -> dict:
                          "requestBody": body(SearchBody), "responses": {"200": search_ok, **_errors(400, 413, 415, 429)}},
             },
             "/api/v1/entries": {"get": {"summary": "Entries, filterable by engine, tag, SQLSTATE", "operationId": "entries",
-                                        "parameters": facets, "responses": {"200": _resp("Entries", {"type": "object"}), **_errors(400)}}},
+                                        "parameters": facets, "responses": {"200": _resp("Entries", ref(responses.EntryList)), **_errors(400)}}},
             "/api/v1/entries/{slug}": {"get": {"summary": "One entry, fully structured", "operationId": "entry",
-                                               "parameters": [slug], "responses": {"200": _resp("The entry", {"type": "object"}), **_errors(404)}}},
+                                               "parameters": [slug], "responses": {"200": _resp("The entry", ref(responses.Entry)), **_errors(404)}}},
             "/api/v1/messages/{mid}": {"get": {"summary": "A catalog message: template, kind, versions, translations, entries",
                                                "operationId": "message", "parameters": [mid],
                                               "responses": {"200": _resp("The message", {"$ref": "#/components/schemas/Message"}),
@@ -189,20 +206,20 @@ def spec() -> dict:
                                                  "operationId": "sqlstate", "parameters": [code],
                                                  "responses": {"200": _resp("The SQLSTATE", {"$ref": "#/components/schemas/SqlState"}),
                                                                **_errors(404)}}},
-            "/api/v1/runbooks": {"get": {"summary": "Runbooks", "operationId": "runbooks", "responses": {"200": _resp("Runbooks", {"type": "object"})}}},
+            "/api/v1/runbooks": {"get": {"summary": "Runbooks", "operationId": "runbooks", "responses": {"200": _resp("Runbooks", ref(responses.RunbookList))}}},
             "/api/v1/runbooks/{id}": {"get": {"summary": "A runbook with steps and parameters", "operationId": "runbook",
-                                              "parameters": [rid], "responses": {"200": _resp("The runbook", {"type": "object"}), **_errors(404)}}},
+                                              "parameters": [rid], "responses": {"200": _resp("The runbook", ref(responses.Runbook)), **_errors(404)}}},
             "/api/v1/targets": {"get": {"summary": "Targets the caller may run against (names only, never DSNs)", "operationId": "targets",
-                                        "responses": {"200": _resp("Targets", {"type": "object"})}}},
+                                        "responses": {"200": _resp("Targets", ref(responses.TargetList))}}},
             "/api/v1/runs": {
                 "get": {"summary": "Recent runs", "operationId": "runsList", "parameters": [limit],
-                        "responses": {"200": _resp("Runs", {"type": "object"}), **_errors(400, 401, 403)}},
+                        "responses": {"200": _resp("Runs", ref(responses.RunList)), **_errors(400, 401, 403)}},
                 "post": {"summary": "Start a run (operator)", "operationId": "runsStart", "requestBody": body(StartRunBody),
                          "responses": {"201": _resp("The new run", {"$ref": "#/components/schemas/Run"},
                                                     {"headers": {"Location": {"schema": {"type": "string"}}}}),
                                        **_errors(400, 401, 403, 404, 415, 429)}},
             },
-            "/api/v1/runs/{run_id}": {"get": {"summary": "A run: status, current step, history", "operationId": "runGet",
+            "/api/v1/runs/{run_id}": {"get": {"summary": "A run: status, current step, the steps run so far", "operationId": "runGet",
                                               "parameters": [run_id], "responses": {"200": run_ok, **_errors(401, 403, 404)}}},
             "/api/v1/runs/{run_id}/advance": {"post": {
                 "summary": "Run the current step; answer a question with {answer}; confirm (admin) or decline an action with {confirm}",
