@@ -98,3 +98,28 @@ def test_every_data_page_has_a_json_twin(client, page):
     twin = link.split(">")[0].lstrip("<")
     data = client.get(twin)
     assert data.status_code == 200 and data.is_json
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, index_dir):
+    """(client, run id) of a run that concluded at once: no server listens on its target's socket."""
+    from tests.conftest import make_config
+    from kb.web.app import create_app
+
+    tmp = tmp_path_factory.mktemp("transcript")
+    (tmp / "sockets").mkdir()
+    app = create_app(make_config(tmp, index_dir, targets={
+        "nowhere": {"dsn": f"host={tmp / 'sockets'} port=5432 dbname=app user=app"}}))
+    client = app.test_client()
+    r = client.post("/api/v1/runs", json={"runbook": "connection-exhaustion", "target": "nowhere", "auto": True})
+    assert r.status_code == 201 and r.get_json()["status"] == "finished", r.get_data(as_text=True)
+    return client, r.get_json()["id"]
+
+
+@pytest.mark.parametrize("url", ["/api/v1/runs/{id}/transcript", "/runs/{id}/transcript.md"])
+def test_transcript_is_markdown_with_one_charset(finished_run, url):
+    client, run_id = finished_run
+    r = client.get(url.format(id=run_id))
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "text/markdown; charset=utf-8"
+    assert "Connection exhaustion" in r.get_data(as_text=True)

@@ -137,7 +137,7 @@ def runs_transcript(run_id: str):
 
     ident = auth.require("reader")
     return Response(service().runs.transcript(run_id, ident, request.host_url.rstrip("/")),
-                    mimetype="text/markdown; charset=utf-8")
+                    mimetype="text/markdown")  # werkzeug adds "; charset=utf-8" to text/*
 
 
 @bp.post("/triage")

@@ -81,5 +81,5 @@ def advance(run_id: str):
 def transcript(run_id: str):
     ident = auth.require("reader")
     text = service().runs.transcript(run_id, ident, request.host_url.rstrip("/"))
-    return Response(text, mimetype="text/markdown; charset=utf-8",
+    return Response(text, mimetype="text/markdown",  # werkzeug adds "; charset=utf-8" to text/*
                     headers={"Content-Disposition": f'attachment; filename="kb-run-{run_id}.md"'})
