@@ -7,6 +7,7 @@ import logging
 import secrets
 
 from flask import Flask, request
+from flask_compress import Compress
 
 from kb.service import Service
 from kb.settings import Config, load_config, shipped
@@ -36,6 +37,41 @@ def _security_headers(resp):
     return resp
 
 
+# gzip, which every HTTP client takes, for text above the size where compressing pays (/errors is
+# 176 KB of HTML). Of streamed responses only static files are compressed (they end, and nothing
+# waits for a chunk), so a stream meant to be read as it comes never waits in a compressor's buffer.
+COMPRESS = {
+    "COMPRESS_ALGORITHM": ["gzip"],
+    "COMPRESS_ALGORITHM_STREAMING": ["gzip"],
+    "COMPRESS_MIMETYPES": ["text/html", "application/json", "text/css", "text/javascript", "application/javascript",
+                           "image/svg+xml", "text/markdown"],
+    "COMPRESS_MIN_SIZE": 500,
+    "COMPRESS_REGISTER": False,  # _compress decides which responses it sees
+}
+
+
+def _compress(compress):
+    """Flask-Compress's hook for the responses it may compress."""
+
+    def after(resp):
+        # a range of a file is a range of its identity bytes, which gzip would misplace
+        if resp.status_code == 206 or (resp.is_streamed and request.endpoint != "static"):
+            return resp
+        if request.endpoint == "static" and resp.status_code == 200 and request.method in ("GET", "HEAD"):
+            etag, weak = resp.get_etag()
+            if etag and not weak and request.if_none_match.contains(f"{etag}:gzip"):
+                # the client's gzip copy is current: say 304 without gzipping the file again to find out
+                # (1.3 MB of Graphviz takes a tenth of a second)
+                resp.set_etag(f"{etag}:gzip")
+                resp.make_conditional(request)
+        close = getattr(resp.response, "close", None)
+        if close is not None:  # Flask-Compress swaps a file's body for its gzip and would leave the file open
+            resp.call_on_close(close)
+        return compress.after_request(resp)
+
+    return after
+
+
 def _secret_key(cfg: Config) -> str:
     if cfg.secret_key:
         return cfg.secret_key
@@ -59,6 +95,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         MAX_CONTENT_LENGTH=256 * 1024,
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=auth.SESSION_HOURS),
+        **COMPRESS,
     )
     logging.getLogger("kb").setLevel(cfg.log_level)
     app.extensions["kb"] = Service.from_config(cfg)
@@ -69,6 +106,8 @@ def create_app(config: Config | dict | None = None) -> Flask:
     from kb.web.present import language_name, outcome_label, slots
 
     errors.register(app)
+    # registered first so it runs last, on the response every other hook has finished with
+    app.after_request(_compress(Compress(app)))
     app.after_request(_security_headers)
     app.jinja_env.filters["slots"] = slots
     app.jinja_env.filters["outcome_label"] = outcome_label
