@@ -6,7 +6,7 @@
    placeholder values are reported as the paste has them.
 2. Each template (English or translated form) is cut at its printf conversions into literal fragments;
    one fragment per template, the one fewest templates share, is its anchor. All anchors sit in one
-   Aho-Corasick automaton (pyahocorasick), so one pass over the paste, independent of the number
+   Aho-Corasick automaton (ahocorasick-rs), so one pass over the paste, independent of the number
    of templates and working for scripts without spaces (Japanese, Chinese), yields every candidate.
 3. Each candidate template is verified with its whole pattern (RE2: linear time, every placeholder a
    bounded group) in a window around its anchor. Too generic templates (`kinds.is_generic`) are not
@@ -22,10 +22,11 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 
-import ahocorasick
+import ahocorasick_rs
 
 from kb.messages.catalog import Message, MessageCatalog
 from kb.messages.formats import CONVERSION
@@ -284,19 +285,23 @@ def _weak(parts: list[tuple[str, str]]) -> bool:
 
 
 def compile_patterns(messages: list[Message]) -> list[list[list]]:
-    """For each message, its patterns: [lang, folded form, anchor part, anchor offset in it, weak].
+    """For each message, its patterns: [lang, form index, anchor, anchor part, anchor offset in it, weak].
 
-    Done once when the catalog is built (build.py stores the result), so a server starts without
-    folding 100,000 forms. The anchor of a pattern is the literal part that the fewest patterns share
-    (among those long enough to be selective), which keeps the candidates per hit few."""
+    The form index names the text the pattern reads: 0 the English template, n the n-th form of
+    the message's translations in `lang`. Done once when the catalog is built (build.py stores the
+    result), so a server starts without folding 100,000 forms, and holds each form once (a pattern
+    is folded again only when a paste hits its anchor). The anchor of a pattern is the GRAM-character
+    window of a literal part that the fewest patterns share (among those long enough to be
+    selective), which keeps the candidates per hit few."""
     pending = []
     for mi, m in enumerate(messages):
         if m.generic or m.kind == "other":
             continue
         english = fold_template(m.template)
-        forms = [("en", m.template)] + [(lang, f) for lang, fs in sorted(m.translations.items()) for f in fs]
+        forms = [("en", 0, m.template)] + [(lang, j, f) for lang, fs in sorted(m.translations.items())
+                                          for j, f in enumerate(fs)]
         seen = set()
-        for lang, form in forms:
+        for lang, j, form in forms:
             folded = fold_template(form)
             if not folded or (lang != "en" and folded == english) or folded in seen:
                 continue
@@ -304,8 +309,8 @@ def compile_patterns(messages: list[Message]) -> list[list[list]]:
             if not any(k == "lit" and _LETTERS.search(t) for k, t in parts):
                 continue
             seen.add(folded)
-            pending.append((mi, lang, folded, parts))
-            # the anchor: the GRAM-character window of a literal part that the fewest patterns share
+            pending.append((mi, lang, j, parts))
+
     def grams(parts):
         for i, (k, t) in enumerate(parts):
             if k != "lit" or not _LETTERS.search(t):
@@ -317,38 +322,15 @@ def compile_patterns(messages: list[Message]) -> list[list[list]]:
                     yield i, off, t[off:off + GRAM]
 
     gram_freq: dict[str, int] = {}
-    for _mi, _lang, _folded, parts in pending:
+    for _mi, _lang, _j, parts in pending:
         for g in {g for _i, _o, g in grams(parts)}:
             gram_freq[g] = gram_freq.get(g, 0) + 1
     out: list[list[list]] = [[] for _ in messages]
-    for mi, lang, folded, parts in pending:
+    for mi, lang, j, parts in pending:
         # short grams (a whole short literal) are weaker than full ones: rank by (shared by, shortness)
-        i, off, _g = min(grams(parts), key=lambda x: (gram_freq[x[2]] * (1 + GRAM - len(x[2])), x[0], x[1]))
-        # where the anchor starts in the folded form, and its length, so a server need not parse forms
-        # (-1 where the literal holds a `%%`, which the form spells with two characters)
-        length = min(GRAM, len(parts[i][1]) - off)
-        at = _literal_start(folded, i) + off
-        if folded[at:at + length] != parts[i][1][off:off + length]:
-            at = -1
-        out[mi].append([lang, folded, i, off, _weak(parts), at, length])
+        i, off, gram = min(grams(parts), key=lambda x: (gram_freq[x[2]] * (1 + GRAM - len(x[2])), x[0], x[1]))
+        out[mi].append([lang, j, gram, i, off, _weak(parts)])
     return out
-
-
-def _literal_start(folded: str, index: int) -> int:
-    """Offset in the folded form where part `index` (a literal) begins."""
-    n, last = 0, 0
-    for m in CONVERSION.finditer(folded):
-        if m.group(1) == "%":
-            continue
-        if m.start() > last:
-            if n == index:
-                return last
-            n += 1
-        if n == index:
-            return m.end()  # unreachable for a literal index
-        n += 1
-        last = m.end()
-    return last
 
 
 class _Pattern:
@@ -383,39 +365,67 @@ class Found:
 
 
 class MessageMatcher:
-    """The automaton and patterns of one catalog; read-only once built, so safe across threads."""
+    """The automaton and patterns of one catalog; read-only once built, so safe across threads.
 
-    def __init__(self, catalog: MessageCatalog, patterns: list[list[list]] | None = None):
+    A pattern is kept as a tuple (message index, lang, form index, anchor part, offset, weak); its
+    _Pattern (the folded form and its parts) is made when a paste first hits its anchor, so a server
+    holds 85,000 small tuples, not 85,000 objects and folded copies of every form."""
+
+    def __init__(self, catalog: MessageCatalog, patterns: list[list[list]] | None = None, release: bool = False):
+        """`release`: take the catalog's precomputed patterns and free them on the way (catalog.patterns
+        is None after), so the matcher's own records reuse their memory instead of adding to it."""
         self.catalog = catalog
         if patterns is None:
             patterns = catalog.patterns or compile_patterns(catalog.messages)
-        order = sorted(range(len(catalog.messages)),
-                       key=lambda i: (COMPONENT_ORDER.get(catalog.messages[i].component, 9), catalog.messages[i].id))
-        self._patterns: list[_Pattern] = []
+        if release:
+            catalog.patterns = None
+        messages = catalog.messages
+        order = sorted(range(len(messages)),
+                       key=lambda i: (COMPONENT_ORDER.get(messages[i].component, 9), messages[i].id))
+        self._records: list[tuple] = []
+        self._made: dict[int, _Pattern] = {}
+        self._made_lock = threading.Lock()
         self._same: dict[int, list[Message]] = {}
         by_text: dict[tuple[str, str], int] = {}
         anchors: dict[str, list[int]] = {}
+        records = self._records
         for mi in order:
-            m = catalog.messages[mi]
-            for lang, folded, k, off, weak, at, length in patterns[mi]:
-                key = (folded, lang)
-                if key in by_text:  # the same text printed by another component (libpq's and psql's "out of memory")
-                    self._same.setdefault(by_text[key], []).append(m)
+            m = messages[mi]
+            for lang, j, anchor, k, off, weak in patterns[mi]:
+                # the same text printed by another component (libpq's and psql's "out of memory")
+                key = (m.template if lang == "en" else m.translations[lang][j], lang)
+                n = by_text.get(key)
+                if n is not None:
+                    self._same.setdefault(n, []).append(m)
                     continue
-                p = _Pattern(m, lang, folded, k, off, weak)
-                by_text[key] = len(self._patterns)
-                anchor = folded[at:at + length] if at >= 0 else p.parts[k][1][off:off + length]
-                anchors.setdefault(anchor, []).append(len(self._patterns))
-                self._patterns.append(p)
-        self._automaton = ahocorasick.Automaton()
-        for anchor, idxs in anchors.items():
-            self._automaton.add_word(anchor, (len(anchor), tuple(idxs)))
-        self._automaton.make_automaton()
+                n = by_text[key] = len(records)
+                anchors.setdefault(anchor, []).append(n)
+                records.append((mi, sys.intern(lang), j, k, off, weak))
+            if release:
+                patterns[mi] = None
+        del by_text
+        # ahocorasick-rs (Rust's aho-corasick, a contiguous NFA): about 18 MB for 80,000 anchors where a
+        # pointer trie takes 45, and it reports character offsets of every overlapping match
+        words = list(anchors)
+        self._targets: list[tuple[int, ...]] = [tuple(anchors.pop(w)) for w in words]
+        self._automaton = ahocorasick_rs.AhoCorasick(words, matchkind=ahocorasick_rs.MATCHKIND_STANDARD,
+                                                     store_patterns=False)
         self._severity, self._severity_words = self._severity_regex(catalog)
+
+    def _pattern(self, n: int) -> _Pattern:
+        p = self._made.get(n)
+        if p is None:
+            mi, lang, j, k, off, weak = self._records[n]
+            m = self.catalog.messages[mi]
+            folded = fold_template(m.template if lang == "en" else m.translations[lang][j])
+            p = _Pattern(m, lang, folded, k, off, weak)
+            with self._made_lock:
+                p = self._made.setdefault(n, p)
+        return p
 
     @property
     def pattern_count(self) -> int:
-        return len(self._patterns)
+        return len(self._records)
 
     @staticmethod
     def _severity_regex(catalog: MessageCatalog):
@@ -459,15 +469,16 @@ class MessageMatcher:
         inside another's placeholder value is kept (a message quoted inside a message)."""
         folded, fstarts, ostarts = fold(text)
         hits: dict[int, list[int]] = {}
-        for end, (length, idxs) in self._automaton.iter(folded):
-            for i in idxs:
-                hits.setdefault(i, []).append(end - length + 1)
+        targets = self._targets
+        for a, start, _end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
+            for i in targets[a]:
+                hits.setdefault(i, []).append(start)
         found: list[tuple] = []
         budget = MAX_VERIFY
         for i in sorted(hits, key=lambda i: hits[i][0]):
             if budget <= 0:
                 break
-            p = self._patterns[i]
+            p = self._pattern(i)
             parts = p.parts
             lit = parts[p.k][1]
             for at in hits[i]:
@@ -585,5 +596,5 @@ def default_matcher() -> MessageMatcher:
         if _default is None:
             from kb.messages.catalog import load
 
-            _default = MessageMatcher(load())
+            _default = MessageMatcher(load(), release=True)
         return _default

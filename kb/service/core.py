@@ -71,6 +71,11 @@ class Service:
     @classmethod
     def from_config(cls, config: Config) -> "Service":
         """Load and validate content (raises ContentInvalid), then open or build the index."""
+        from kb.messages.match import default_matcher
+
+        # the message matcher first, while the process is small: its build holds the automaton twice
+        # for a moment (the largest transient of a start), and what it frees is reused by what follows
+        default_matcher()
         cache = Path(config.index_dir) if config.index_dir else config.instance_path
         catalog = load_catalog_cached(Path(config.content_dir), Path(config.runbooks_dir), cache)
         return cls(config, catalog)
