@@ -99,8 +99,5 @@ def load(path: Path = DATA) -> MessageCatalog:
     with _lock:
         cat = _loaded.get(path)
         if cat is None:
-            from kb.messages.memory import return_large_blocks
-
-            return_large_blocks()
             cat = _loaded[path] = parse(Path(path).read_bytes())
         return cat

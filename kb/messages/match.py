@@ -595,6 +595,8 @@ def default_matcher() -> MessageMatcher:
     with _default_lock:
         if _default is None:
             from kb.messages.catalog import load
+            from kb.messages.memory import large_blocks_returned
 
-            _default = MessageMatcher(load(), release=True)
+            with large_blocks_returned():  # the largest transient of a start: see there
+                _default = MessageMatcher(load(), release=True)
         return _default
