@@ -165,6 +165,9 @@ def spec() -> dict:
                     "sql": {"type": ["string", "null"]}, "columns": {"type": "array"}, "rows": {"type": "array"},
                     "row_count": {"type": "integer"}, "truncated": {"type": "boolean"},
                     "duration_ms": {"type": "number"}, "actor": {"type": "string"},
+                    "status_message": {"type": "string", "description": "The server's command tag, e.g. SELECT 6"},
+                    "effect": {"type": "string", "description": "An action's result in words, e.g. terminated 5 of 6 "
+                                                                "sessions (action steps only)"},
                     "error": {"type": ["object", "null"], "description": "Classified failure: condition, sqlstate, message, entry"},
                     "branch": {"type": ["object", "null"], "description": "goto, goto_title, reason (in words), say"}}},
                 "Run": {"type": "object", "properties": {
