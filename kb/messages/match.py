@@ -24,6 +24,7 @@ import functools
 import re
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 import ahocorasick_rs
@@ -32,7 +33,7 @@ from kb.messages.catalog import Message, MessageCatalog
 from kb.messages.formats import CONVERSION
 
 MAX_VERIFY = 5000       # candidate verifications per paste; a real paste needs a few dozen
-GRAM = 16              # anchor length: 16 characters keep the automaton near 20 MB for 85,000 patterns
+GRAM = 10              # anchor length: 10 characters keep the automaton near 11 MB for 85,000 patterns (16: 25 MB, built in twice the time)
 MAX_VALUE = 300         # characters one placeholder may hold
 
 COMPONENT_ORDER = {"postgres": 0, "libpq": 1, "plpgsql": 2, "psql": 3}
@@ -385,6 +386,7 @@ class MessageMatcher:
         self._records: list[tuple] = []
         self._made: dict[int, _Pattern] = {}
         self._made_lock = threading.Lock()
+        self.warmed = threading.Event()
         self._same: dict[int, list[Message]] = {}
         by_text: dict[tuple[str, str], int] = {}
         anchors: dict[str, list[int]] = {}
@@ -411,6 +413,20 @@ class MessageMatcher:
         self._automaton = ahocorasick_rs.AhoCorasick(words, matchkind=ahocorasick_rs.MATCHKIND_STANDARD,
                                                      store_patterns=False)
         self._severity, self._severity_words = self._severity_regex(catalog)
+
+    def warm(self, pause: float = 0.0) -> None:
+        """Make every pattern (its folded form and parts) ahead of the pastes that would first hit it.
+
+        Lazily, a hostile paste hitting thousands of patterns never hit before pays their folding (about
+        50 ms for 32 KB); a server warms them in the background once it is up (Service.warm_in_background),
+        a triage does not (it holds only the patterns a log hits, for its memory bound). `pause`: seconds
+        to yield every 1,000 patterns, so requests arriving meanwhile are not held up."""
+        for n in range(len(self._records)):
+            if n not in self._made:
+                self._pattern(n)
+            if pause and n % 1000 == 999:
+                time.sleep(pause)
+        self.warmed.set()
 
     def _pattern(self, n: int) -> _Pattern:
         p = self._made.get(n)
@@ -468,36 +484,32 @@ class MessageMatcher:
         match's literal text is dropped (a shorter template that is part of a longer one); one lying
         inside another's placeholder value is kept (a message quoted inside a message)."""
         folded, fstarts, ostarts = fold(text)
-        hits: dict[int, list[int]] = {}
-        targets = self._targets
-        for a, start, _end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
-            for i in targets[a]:
-                hits.setdefault(i, []).append(start)
+        # candidates in the order their anchors end in the paste, verified as they come: at most
+        # MAX_VERIFY of them, the first ones in the paste, whatever the paste holds
         found: list[tuple] = []
         budget = MAX_VERIFY
-        for i in sorted(hits, key=lambda i: hits[i][0]):
+        targets, made, n_folded = self._targets, self._made, len(folded)
+        for a, start, _end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
             if budget <= 0:
                 break
-            p = self._pattern(i)
-            parts = p.parts
-            lit = parts[p.k][1]
-            for at in hits[i]:
+            for i in targets[a]:
                 budget -= 1
-                at -= p.off
-                r = verify(folded, parts, p.k, at) if at >= 0 and folded.startswith(lit, at) else None
+                p = made.get(i) or self._pattern(i)
+                parts = p.parts
+                at = start - p.off
+                if at < 0 or not folded.startswith(parts[p.k][1], at):
+                    continue
+                r = verify(folded, parts, p.k, at)
                 if r is None:
-                    if budget <= 0:
-                        break
                     continue
                 s, e, spans = r
                 if s > 0 and folded[s - 1].isalnum() and folded[s].isalnum():
                     continue
-                if e < len(folded) and folded[e].isalnum() and folded[e - 1].isalnum():
+                if e < n_folded and folded[e].isalnum() and folded[e - 1].isalnum():
                     continue
                 if parts[0][0] == "conv" and folded[spans[0][0]:spans[0][1]].rstrip(":") in self._severity_words:
                     continue  # "%s: out of memory" read over "ERROR:  out of memory"
-                lits = [(a, b) for a, b in _literal_spans(s, e, spans)]
-                found.append((s, e, p, spans, lits, i))
+                found.append((s, e, p, spans, _literal_spans(s, e, spans), i))
         # Two matches cannot both read the same characters as literal text: the one with more literal
         # text wins (a template that is part of a longer one loses). A match inside another's
         # placeholder value is kept (a message quoted in a message) unless it is a short label.

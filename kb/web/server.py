@@ -31,6 +31,7 @@ def serve(cfg: Config, host: str, port: int, workers: int) -> None:
     click.echo(f"kb: {len(svc.catalog.entries)} entries, {len(svc.catalog.runbooks)} runbooks; "
                f"serving on http://{host}:{port}/", err=True)
     if workers <= 0:
+        svc.warm_in_background()
         app.run(host=host, port=port, threaded=True)
         return
     from gunicorn.app.base import BaseApplication
@@ -70,6 +71,11 @@ def _worker_class():
 
     class Worker(ThreadWorker):
         """gunicorn's threaded worker, answering its own 414 and 431 in kb's one error shape."""
+
+        def init_process(self):
+            # after the fork: the search patterns are warmed here, in the worker that searches
+            self.app.wsgi().extensions["kb"].warm_in_background()
+            super().init_process()
 
         def handle_error(self, req, client, addr, exc):
             for kind, (status, reason, error) in too_large.items():
