@@ -334,6 +334,11 @@ def compile_patterns(messages: list[Message]) -> list[list[list]]:
     return out
 
 
+def _form(m: Message, lang: str, j: int) -> str:
+    """The text a pattern reads: the English template, or the j-th form of its translations in `lang`."""
+    return m.template if lang == "en" else m.translations[lang][j]
+
+
 class _Pattern:
     __slots__ = ("message", "lang", "folded", "k", "off", "weak", "_parts")
 
@@ -386,7 +391,6 @@ class MessageMatcher:
         self._records: list[tuple] = []
         self._made: dict[int, _Pattern] = {}
         self._made_lock = threading.Lock()
-        self.warmed = threading.Event()
         self._same: dict[int, list[Message]] = {}
         by_text: dict[tuple[str, str], int] = {}
         anchors: dict[str, list[int]] = {}
@@ -395,7 +399,7 @@ class MessageMatcher:
             m = messages[mi]
             for lang, j, anchor, k, off, weak in patterns[mi]:
                 # the same text printed by another component (libpq's and psql's "out of memory")
-                key = (m.template if lang == "en" else m.translations[lang][j], lang)
+                key = (_form(m, lang, j), lang)
                 n = by_text.get(key)
                 if n is not None:
                     self._same.setdefault(n, []).append(m)
@@ -426,14 +430,13 @@ class MessageMatcher:
                 self._pattern(n)
             if pause and n % 1000 == 999:
                 time.sleep(pause)
-        self.warmed.set()
 
     def _pattern(self, n: int) -> _Pattern:
         p = self._made.get(n)
         if p is None:
             mi, lang, j, k, off, weak = self._records[n]
             m = self.catalog.messages[mi]
-            folded = fold_template(m.template if lang == "en" else m.translations[lang][j])
+            folded = fold_template(_form(m, lang, j))
             p = _Pattern(m, lang, folded, k, off, weak)
             with self._made_lock:
                 p = self._made.setdefault(n, p)
