@@ -141,6 +141,7 @@ class SearchIndex:
         self._templates: list[_Template] = []
         self._anchors: dict[str, list[int]] = {}
         self._build_tables(docs)
+        self._uncovered = self._anchors  # the anchor table of templates no other matcher finds (see cover)
         with self._ix.reader() as reader:
             self._lexicon = {f: {t.decode() if isinstance(t, bytes) else t for t in reader.field_terms(f)}
                              for f in ("tmpl", "title", "prose", "tags")}
@@ -214,6 +215,15 @@ class SearchIndex:
             reach = sum(1 if t not in _PLACEHOLDERS else 6 for t in toks)
             self._templates.append(_Template(slug, message, toks, len(literals), reach, frozenset(literals)))
 
+    def cover(self, messages: set[str]) -> None:
+        """Name the templates another matcher finds on its own (the message catalog's): searches with
+        `uncovered=True` look for the others only (poolers', drivers', older majors' wordings)."""
+        self._uncovered = {}
+        for anchor, idxs in self._anchors.items():
+            keep = [i for i in idxs if self._templates[i].message not in messages]
+            if keep:
+                self._uncovered[anchor] = keep
+
     def warm(self) -> None:
         """Compile every entry template's pattern ahead of the first paste holding its words."""
         for t in self._templates:
@@ -226,14 +236,16 @@ class SearchIndex:
             s = self._local.searcher = self._ix.searcher()
         return s
 
-    def template_hits(self, tokens: list[str]) -> dict[str, tuple[str, int, tuple[int, int]]]:
+    def template_hits(self, tokens: list[str], uncovered: bool = False) -> dict[str, tuple[str, int, tuple[int, int]]]:
         """slug -> (message, literal count, span) of the most specific template found in the tokens.
 
         A match contains its template's anchor and spans at most `reach` tokens, so each template is
         searched only in the windows around its anchor's occurrences: a paste made of every
         template's words costs what its windows cost, not one scan of the whole paste per template.
-        Spans are character offsets in the space-joined tokens.
+        Spans are character offsets in the space-joined tokens. `uncovered`: only the templates `cover`
+        did not name.
         """
+        anchors = self._uncovered if uncovered else self._anchors
         where: dict[str, list[int]] = {}
         for i, tok in enumerate(tokens):
             where.setdefault(tok, []).append(i)
@@ -243,7 +255,7 @@ class SearchIndex:
             pos += len(tok) + 1
         found: dict[str, tuple[str, int, tuple[int, int]]] = {}
         for tok, at in where.items():
-            for idx in self._anchors.get(tok, ()):
+            for idx in anchors.get(tok, ()):
                 t = self._templates[idx]
                 if t.slug in found and found[t.slug][1] >= t.literal_count:
                     continue  # a template of this entry as specific is found already
@@ -291,24 +303,28 @@ class SearchIndex:
             df = self._df_cache[key] = self._searcher().doc_frequency(field, text)
         return df
 
-    def search(self, text: str, limit: int = 10, prose: bool = True) -> list[dict]:
+    def search(self, text: str, limit: int = 10, prose: bool = True, uncovered: bool = False) -> list[dict]:
         """Ranked hits: [{slug, score, matched}] with exact evidence far above prose (prose=False: exact
-        evidence only, without the BM25 query, for a caller that has found the paste's messages already).
+        evidence only, without the BM25 query, for a caller that has found the paste's messages already;
+        uncovered=True: of the templates only those `cover` did not name).
 
         Results are cached by the normalised paste, so the same error pasted again with another
         timestamp, PID, host or identifier (what an incident channel does) costs one dict lookup.
         """
+        if uncovered and not prose and not self._may_hold(text):
+            return []  # no anchor of these templates is in the paste, so none of them is
         tokens = normalize_text(text)
         codes = [c for c in sqlstates_in(text) if c in self._sqlstates]
         if not self.cache_bytes:
-            return self._rank(tokens, codes, limit, prose)
-        key = hashlib.blake2b("\0".join([*tokens, "", *codes, str(limit), str(prose)]).encode(), digest_size=16).digest()
+            return self._rank(tokens, codes, limit, prose, uncovered)
+        key = hashlib.blake2b("\0".join([*tokens, "", *codes, str(limit), str(prose), str(uncovered)]).encode(),
+                              digest_size=16).digest()
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return [dict(h) for h in hit[0]]
-        ranked = self._rank(tokens, codes, limit, prose)
+        ranked = self._rank(tokens, codes, limit, prose, uncovered)
         size = _CACHE_ENTRY_BYTES + sum(_CACHE_HIT_BYTES + len(h["slug"]) + len(h["matched"] or "") for h in ranked)
         with self._cache_lock:
             if key not in self._cache:
@@ -323,8 +339,17 @@ class SearchIndex:
         with self._cache_lock:
             return len(self._cache), self._cache_used
 
-    def _rank(self, tokens: list[str], codes: list[str], limit: int, prose: bool = True) -> list[dict]:
-        templates = self.template_hits(tokens)
+    def _may_hold(self, text: str) -> bool:
+        """Whether some uncovered template's anchor occurs in the paste at all. Every word of the
+        normalised paste is a piece of the lowercased paste (placeholders aside), so a template whose
+        anchor is not a substring cannot match: one fast substring test per template, before the
+        paste is normalised."""
+        low = text.lower()
+        return any(anchor in low for anchor in self._uncovered)
+
+    def _rank(self, tokens: list[str], codes: list[str], limit: int, prose: bool = True,
+              uncovered: bool = False) -> list[dict]:
+        templates = self.template_hits(tokens, uncovered)
         scores: dict[str, float] = {}
         matched: dict[str, str | None] = {}
         spans = {slug: v[2] for slug, v in templates.items()}

@@ -150,12 +150,13 @@ def build(src: Sources) -> dict:
                 rec["majors"].append(major)
             if row.condition and not rec["condition"]:
                 rec["condition"] = row.condition
-    # the matcher's patterns, precomputed (see match.compile_patterns)
+    # the matcher's patterns and their greatest lead, precomputed (see match.compile_catalog)
     from kb.messages.catalog import Message
-    from kb.messages.match import compile_patterns
+    from kb.messages.match import compile_catalog
     objs = [Message(r["id"], r["template"], r["component"], r["kind"], r["generic"], r["origin"], r["versions"],
                     r["translations"], r.get("plural")) for r in out]
-    for rec, pats in zip(out, compile_patterns(objs)):
+    patterns, lead = compile_catalog(objs)
+    for rec, pats in zip(out, patterns):
         rec["patterns"] = pats
     return {
         "format": FORMAT,
@@ -164,6 +165,7 @@ def build(src: Sources) -> dict:
         "origins": {str(k): v for k, v in sorted(src.origins.items())},
         "missing": src.missing(),
         "messages": out,
+        "lead": lead,
         "sqlstates": [codes[c] for c in sorted(codes)],
     }
 

@@ -66,7 +66,8 @@ class MessageCatalog:
     sqlstates: dict[str, SqlState]
     sources: list[dict]
     origins: dict[str, str]
-    patterns: list[list[list]] | None = None  # per message, as match.compile_patterns makes them
+    patterns: list[list[list]] | None = None  # per message, as match.compile_catalog makes them
+    lead: int | None = None  # and the greatest lead of them (see match._lead)
     by_id: dict[str, Message] = field(default_factory=dict)
     classes: dict[str, str] = field(default_factory=dict)
 
@@ -87,7 +88,7 @@ def parse(blob: bytes) -> MessageCatalog:
     codes = {s["code"]: SqlState(s["code"], s["type"], s["macro"], s["condition"], s["class"], s["class_name"],
                                  s["majors"]) for s in data["sqlstates"]}
     patterns = [m.get("patterns", []) for m in data["messages"]]
-    return MessageCatalog(messages, codes, data["sources"], data["origins"], patterns)
+    return MessageCatalog(messages, codes, data["sources"], data["origins"], patterns, data.get("lead"))
 
 
 _lock = threading.Lock()

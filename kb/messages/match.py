@@ -35,6 +35,7 @@ from kb.messages.formats import CONVERSION
 MAX_VERIFY = 5000       # candidate verifications per paste; a real paste needs a few dozen
 GRAM = 10              # anchor length: 10 characters keep the automaton near 11 MB for 85,000 patterns (16: 25 MB, built in twice the time)
 MAX_VALUE = 300         # characters one placeholder may hold
+LEADING_VALUE = 80      # characters a leading placeholder may hold (back to the line's start or a ": ")
 
 COMPONENT_ORDER = {"postgres": 0, "libpq": 1, "plpgsql": 2, "psql": 3}
 
@@ -254,7 +255,7 @@ def verify(text: str, parts: list[tuple[str, str]], k: int, at: int) -> tuple[in
         else:
             # a leading placeholder holds what precedes the literal back to the line's start or the
             # last ": " ("LOG:  server process (PID 7) was ..." -> "server process"), at most 80 characters
-            lo = max(line_start, cur - 80)
+            lo = max(line_start, cur - LEADING_VALUE)
             cut = text.rfind(": ", lo, cur)
             s = cut + 2 if cut >= 0 else lo
             while s < cur and text[s] == " ":
@@ -285,8 +286,20 @@ def _weak(parts: list[tuple[str, str]]) -> bool:
     return len(_LETTERS.findall(literal)) < 24 or len(re.findall(r"[^\W\d_]{2,}", literal)) < 4
 
 
-def compile_patterns(messages: list[Message]) -> list[list[list]]:
-    """For each message, its patterns: [lang, form index, anchor, anchor part, anchor offset in it, weak].
+def _lead(parts: list[tuple[str, str]], k: int, off: int, anchor: str) -> int:
+    """The most characters a match of this pattern can start before its anchor ends (what `verify`
+    reads backwards): the literals before the anchor's part as they are, a placeholder's value at most
+    MAX_VALUE (plus the literal before it, for a quoted one), a leading one's LEADING_VALUE."""
+    n = off + len(anchor)
+    for i in range(k):
+        kind, t = parts[i]
+        n += len(t) if kind == "lit" else LEADING_VALUE if i == 0 else MAX_VALUE + len(parts[i - 1][1])
+    return n
+
+
+def compile_catalog(messages: list[Message]) -> tuple[list[list[list]], int]:
+    """For each message, its patterns: [lang, form index, anchor, anchor part, anchor offset in it, weak];
+    and the greatest `_lead` of them all, which lets a search stop early (MessageMatcher.find).
 
     The form index names the text the pattern reads: 0 the English template, n the n-th form of
     the message's translations in `lang`. Done once when the catalog is built (build.py stores the
@@ -327,11 +340,13 @@ def compile_patterns(messages: list[Message]) -> list[list[list]]:
         for g in {g for _i, _o, g in grams(parts)}:
             gram_freq[g] = gram_freq.get(g, 0) + 1
     out: list[list[list]] = [[] for _ in messages]
+    lead = 0
     for mi, lang, j, parts in pending:
         # short grams (a whole short literal) are weaker than full ones: rank by (shared by, shortness)
         i, off, gram = min(grams(parts), key=lambda x: (gram_freq[x[2]] * (1 + GRAM - len(x[2])), x[0], x[1]))
         out[mi].append([lang, j, gram, i, off, _weak(parts)])
-    return out
+        lead = max(lead, _lead(parts, i, off, gram))
+    return out, lead
 
 
 def _form(m: Message, lang: str, j: int) -> str:
@@ -377,12 +392,14 @@ class MessageMatcher:
     _Pattern (the folded form and its parts) is made when a paste first hits its anchor, so a server
     holds 85,000 small tuples, not 85,000 objects and folded copies of every form."""
 
-    def __init__(self, catalog: MessageCatalog, patterns: list[list[list]] | None = None, release: bool = False):
+    def __init__(self, catalog: MessageCatalog, release: bool = False):
         """`release`: take the catalog's precomputed patterns and free them on the way (catalog.patterns
         is None after), so the matcher's own records reuse their memory instead of adding to it."""
         self.catalog = catalog
-        if patterns is None:
-            patterns = catalog.patterns or compile_patterns(catalog.messages)
+        if catalog.patterns and catalog.lead:  # precomputed when the catalog was built
+            patterns, self._lead = catalog.patterns, catalog.lead
+        else:
+            patterns, self._lead = compile_catalog(catalog.messages)
         if release:
             catalog.patterns = None
         messages = catalog.messages
@@ -483,18 +500,28 @@ class MessageMatcher:
         return alone and not text[line_start:start].strip(" \t\"'`") and not after.strip(" \t\"'`.")
 
     def find(self, text: str, limit: int = 50) -> list[Found]:
-        """Messages in the paste, in the order they appear, each once. A match lying inside another
-        match's literal text is dropped (a shorter template that is part of a longer one); one lying
-        inside another's placeholder value is kept (a message quoted inside a message)."""
+        """Messages in the paste, in the order they appear, each once (the first `limit`). A match lying
+        inside another match's literal text is dropped (a shorter template that is part of a longer
+        one); one lying inside another's placeholder value is kept (a message quoted inside a message).
+
+        Candidates come in the order their anchors end in the paste and are verified as they come: at
+        most MAX_VERIFY of them, the first ones in the paste, whatever the paste holds. No match starts
+        more than `self._lead` characters before its anchor ends, so once every match that could change
+        the first `limit` messages lies behind the scan, the rest of the paste is not read (a paste
+        made of a thousand messages costs what its first ones cost)."""
         folded, fstarts, ostarts = fold(text)
-        # candidates in the order their anchors end in the paste, verified as they come: at most
-        # MAX_VERIFY of them, the first ones in the paste, whatever the paste holds
         found: list[tuple] = []
         budget = MAX_VERIFY
-        targets, made, n_folded = self._targets, self._made, len(folded)
-        for a, start, _end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
+        targets, made, n_folded, lead = self._targets, self._made, len(folded), self._lead
+        check_at = limit  # found matches at which to try to settle the first `limit` messages
+        for a, start, end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
             if budget <= 0:
                 break
+            if len(found) >= check_at:
+                out, reach = self._resolve(text, folded, fstarts, ostarts, found, limit)
+                if reach is not None and reach <= end - lead:
+                    return out  # no match still to come starts before `end - lead`
+                check_at = 2 * len(found)  # doubling: the attempts cost at most what one at the end would
             for i in targets[a]:
                 budget -= 1
                 p = made.get(i) or self._pattern(i)
@@ -513,6 +540,16 @@ class MessageMatcher:
                 if parts[0][0] == "conv" and folded[spans[0][0]:spans[0][1]].rstrip(":") in self._severity_words:
                     continue  # "%s: out of memory" read over "ERROR:  out of memory"
                 found.append((s, e, p, spans, _literal_spans(s, e, spans), i))
+        return self._resolve(text, folded, fstarts, ostarts, found, limit)[0]
+
+    def _resolve(self, text: str, folded: str, fstarts: list[int], ostarts: list[int], found: list[tuple],
+                 limit: int) -> tuple[list[Found], int | None]:
+        """The first `limit` messages of the matches found, and how far (in the folded paste) the
+        matches reach that decided them: a match not yet found, starting at or past that point, can
+        change none of them. (None when fewer than `limit` were found.)
+
+        A match is only ever beaten by more matches, never restored, and only by one that overlaps it,
+        so the messages are settled once no match yet to come can overlap a match kept before them."""
         # Two matches cannot both read the same characters as literal text: the one with more literal
         # text wins (a template that is part of a longer one loses). A match inside another's
         # placeholder value is kept (a message quoted in a message) unless it is a short label.
@@ -545,7 +582,14 @@ class MessageMatcher:
                 if overlap and (s2, e2) != (s, e) and (weight[n2], -n2) > (weight[n], -n):
                     beaten = True
                     break
-                if not overlap and p.weak and any(a <= s and e <= b for a, b in spans2):
+                holder = next(((a, b) for a, b in spans2 if a <= s and e <= b), None) if not overlap and p.weak else None
+                if holder is not None:
+                    # a short label inside another message's value is part of it, unless the value
+                    # frames it as a message of its own: a severity word between the value's start and
+                    # the label ("waiting for %s" holding "server to start....FATAL:  lock file ...")
+                    lo, at = _orig(holder[0], fstarts, ostarts), _orig(s, fstarts, ostarts)
+                    if lo < at and self._severity.search(text, max(lo, at - 80), at):
+                        continue
                     beaten = True
                     break
             if not beaten:
@@ -560,6 +604,7 @@ class MessageMatcher:
             inside = kept[bisect.bisect_left(kept_starts, k[0]):bisect.bisect_left(kept_starts, k[1])]
             return any(o is not k and any(a <= o[0] and o[1] <= b for a, b in k[3]) for o in inside)
 
+        candidates = kept  # by start, before framings are dropped (see reach below)
         kept = [k for k in kept if not (k[2].weak and frames_another(k))]
         out: list[Found] = []
         seen: set[str] = set()
@@ -585,8 +630,12 @@ class MessageMatcher:
             by_span[(s, e)] = found_
             out.append(found_)
             if len(out) >= limit:
-                break
-        return out
+                # what decided these: every match kept above that starts no later than the last of
+                # them (a dropped framing included, as the matches inside it decided its fate)
+                return out, max(k[1] for k in candidates[:bisect.bisect_right(kept_starts, s)])
+        return out, None
+
+
 
 
 def _literal_spans(s: int, e: int, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

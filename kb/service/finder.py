@@ -105,6 +105,10 @@ class Finder:
                     for m in [f.message, *f.also]:
                         if m.template == f.message.template:
                             self._explain(m.id, e.slug, fixed)
+        # An entry template the catalog holds as it is is found by the matcher (and its entry through
+        # `explained`), so the index looks for the others alone: a hit on such a template whose
+        # message the matcher did not accept is set aside below all the same.
+        index.cover({t for ts in self.entry_templates.values() for t in ts if self._catalog_of(t)})
         self.entry_of = {mid: cands[0][0] for mid, cands in self.explained.items()}
         self.sqlstate_entries: dict[str, list[str]] = {}
         inbound: dict[str, int] = {}
@@ -123,6 +127,10 @@ class Finder:
         if all(c != (slug, fixed) for c in cands):
             cands.append((slug, fixed))
             cands.sort(key=lambda c: len(c[1]))  # the entry for the message as such first
+
+    def _catalog_of(self, template: str) -> list[Message]:
+        """The catalog messages, able to match on their own, that a written template is as it stands."""
+        return [m for m in self.by_key.get(template_key(template), ()) if not m.generic and m.kind != "other"]
 
     def entry_for(self, f: Found) -> str | None:
         """The entry that explains a found message: of those claiming it, the one whose written-in
@@ -164,14 +172,14 @@ class Finder:
             positions.append((f.start, {"kind": "entry" if slug else "message", "slug": slug, "found": f}))
         # the entries' own templates: pooler and driver messages the catalog does not hold, and
         # entries whose wording (an older major's, or with a value written in) explains a found message
-        ranked = self.index.search(text, limit=max(limit, 20), prose=False)
+        ranked = self.index.search(text, limit=max(limit, 20), prose=False, uncovered=True)
         folded = fold(text) if ranked else None
         found_ids = {m.id for f in found for m in [f.message, *f.also]}
         for hit in ranked:
             matched = hit["matched"]
             if not matched or matched.startswith("SQLSTATE ") or f"entry:{hit['slug']}" in taken:
                 continue
-            cat = [m for m in self.by_key.get(template_key(matched), ()) if not m.generic and m.kind != "other"]
+            cat = self._catalog_of(matched)
             if cat and not any(m.id in found_ids for m in cat):
                 continue  # a catalog message the matcher did not accept here (too short for its context)
             if not cat and _weak_text(matched) and not _POSTGRES_SIGNS.search(text):
