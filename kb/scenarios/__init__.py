@@ -150,11 +150,10 @@ def _load_all() -> None:
 def start(name: str, base=None, bindir=None) -> tuple[Cluster, Holder]:
     """Start a cluster in the scenario's state; the caller closes the holder and destroys the cluster."""
     sc = SCENARIOS[name]
-    cluster = Cluster(base, settings=sc.settings, bindir=bindir)
+    cluster = Cluster(base, settings=sc.settings, bindir=bindir, prepare=base_roles)
     holder = Holder(cluster)
     try:
-        cluster.start()
-        base_roles(cluster)
+        cluster.start()  # a copy of a template that has the base roles already
         sc.setup(cluster, holder)
     except BaseException:
         holder.close()
