@@ -49,15 +49,27 @@ SQLSTATE_RE = re.compile(r"(?<![0-9A-Za-z])([0-9A-Z]{5})(?![0-9A-Za-z])")
 
 
 def _tokens(text: str) -> list[str]:
-    text = _URL.sub(f" {HOST} ", text)
-    text = _TIMESTAMP.sub(" ", text)
-    text = _QUOTED.sub(f" {QUOTED} ", text)
-    text = _IPV4.sub(f" {HOST} ", text)
-    text = _IPV6.sub(lambda m: f" {HOST} " if m.group(0).count(":") >= 2 else m.group(0), text)
-    text = _HOSTNAME.sub(f" {HOST} ", text)
+    # each pass only where the text holds a character its every match needs (a substring test costs
+    # microseconds, a pass over 32 KB milliseconds)
+    if "://" in text:
+        text = _URL.sub(f" {HOST} ", text)
+    if ":" in text or "-" in text:
+        text = _TIMESTAMP.sub(" ", text)
+    if any(q in text for q in "\"'`«"):
+        text = _QUOTED.sub(f" {QUOTED} ", text)
+    dot, colon = "." in text, ":" in text
+    if dot:
+        text = _IPV4.sub(f" {HOST} ", text)
+    if colon:
+        text = _IPV6.sub(lambda m: f" {HOST} " if m.group(0).count(":") >= 2 else m.group(0), text)
+    if dot:
+        text = _HOSTNAME.sub(f" {HOST} ", text)
     text = _HEX.sub(f" {NUMBER} ", text)
     text = _NUMBER.sub(f" {NUMBER} ", text)
-    return [t.lower() for t in _WORD.findall(text)]
+    words = _WORD.findall(text)
+    # lowercased at once (the same as word by word: no word holds a space, and none a letter whose
+    # lowercase depends on its neighbours)
+    return " ".join(words).lower().split(" ") if words else []
 
 
 def normalize_text(text: str) -> list[str]:
@@ -68,7 +80,7 @@ def normalize_text(text: str) -> list[str]:
 @functools.lru_cache(maxsize=4)
 def _normalized(text: str) -> tuple[str, ...]:
     # a search normalises its paste twice (the entries' templates, then the words): the last few are kept
-    return tuple(t for t in _tokens(text) if t != VAR)
+    return tuple(filter(VAR.__ne__, _tokens(text)))
 
 
 def template_tokens(template: str) -> list[str]:

@@ -14,9 +14,11 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from itertools import accumulate
 from dataclasses import dataclass
 from pathlib import Path
 
+import ahocorasick_rs
 from whoosh import index as windex
 from whoosh.analysis import LowercaseFilter, SpaceSeparatedTokenizer, StemmingAnalyzer, STOP_WORDS
 from whoosh.fields import ID, KEYWORD, TEXT, Schema
@@ -223,6 +225,8 @@ class SearchIndex:
             keep = [i for i in idxs if self._templates[i].message not in messages]
             if keep:
                 self._uncovered[anchor] = keep
+        # their anchors in one automaton: whether a paste holds any is one pass (see _may_hold)
+        self._uncovered_scan = ahocorasick_rs.AhoCorasick(list(self._uncovered)) if self._uncovered else None
 
     def warm(self) -> None:
         """Compile every entry template's pattern ahead of the first paste holding its words."""
@@ -246,20 +250,22 @@ class SearchIndex:
         did not name.
         """
         anchors = self._uncovered if uncovered else self._anchors
+        present = set(tokens)
+        wanted = present.intersection(anchors)
+        if not wanted:
+            return {}
         where: dict[str, list[int]] = {}
         for i, tok in enumerate(tokens):
-            where.setdefault(tok, []).append(i)
-        starts, pos = [], 1
-        for tok in tokens:
-            starts.append(pos)
-            pos += len(tok) + 1
+            if tok in wanted:
+                where.setdefault(tok, []).append(i)
+        starts = list(accumulate((len(tok) + 1 for tok in tokens), initial=1))
         found: dict[str, tuple[str, int, tuple[int, int]]] = {}
         for tok, at in where.items():
             for idx in anchors.get(tok, ()):
                 t = self._templates[idx]
                 if t.slug in found and found[t.slug][1] >= t.literal_count:
                     continue  # a template of this entry as specific is found already
-                if not all(w in where for w in t.words):
+                if not t.words <= present:
                     continue
                 for lo, hi in _windows(at, t.reach, len(tokens)):
                     m = t.regex.search(" " + " ".join(tokens[lo:hi]) + " ")
@@ -276,11 +282,10 @@ class SearchIndex:
         Whoosh unions every posting of every term, so cost grows with document frequency: words that
         most entries share say little and are left out, and only the rarest terms are queried.
         """
-        candidates, seen = [], set()
-        for tok in tokens:
-            if tok in _PLACEHOLDERS or tok in STOP_WORDS or len(tok) < 2 or tok in seen:
+        candidates = []
+        for tok in dict.fromkeys(tokens):  # each distinct word once, in paste order
+            if tok in _PLACEHOLDERS or tok in STOP_WORDS or len(tok) < 2:
                 continue
-            seen.add(tok)
             for field in ("tmpl", "title", "tags"):
                 if tok in self._lexicon[field]:
                     candidates.append((field, tok))
@@ -342,10 +347,10 @@ class SearchIndex:
     def _may_hold(self, text: str) -> bool:
         """Whether some uncovered template's anchor occurs in the paste at all. Every word of the
         normalised paste is a piece of the lowercased paste (placeholders aside), so a template whose
-        anchor is not a substring cannot match: one fast substring test per template, before the
-        paste is normalised."""
-        low = text.lower()
-        return any(anchor in low for anchor in self._uncovered)
+        anchor is not a substring cannot match: one automaton pass, before the paste is normalised."""
+        if self._uncovered is self._anchors:  # cover was not called: every template is looked for
+            return True
+        return self._uncovered_scan is not None and bool(self._uncovered_scan.find_matches_as_indexes(text.lower()))
 
     def _rank(self, tokens: list[str], codes: list[str], limit: int, prose: bool = True,
               uncovered: bool = False) -> list[dict]:

@@ -443,8 +443,7 @@ class MessageMatcher:
         a triage does not (it holds only the patterns a log hits, for its memory bound). `pause`: seconds
         to yield every 1,000 patterns, so requests arriving meanwhile are not held up."""
         for n in range(len(self._records)):
-            if n not in self._made:
-                self._pattern(n)
+            self._pattern(n).parts
             if pause and n % 1000 == 999:
                 time.sleep(pause)
 
@@ -517,7 +516,7 @@ class MessageMatcher:
         for a, start, end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
             if budget <= 0:
                 break
-            if len(found) >= check_at:
+            if len(found) >= check_at and end > lead:  # (before that no stop is possible)
                 out, reach = self._resolve(text, folded, fstarts, ostarts, found, limit)
                 if reach is not None and reach <= end - lead:
                     return out  # no match still to come starts before `end - lead`
