@@ -229,3 +229,25 @@ def test_hostile_pastes_are_bounded(svc):
         svc.finder.matcher.find(text)
         worst = max(worst, time.perf_counter() - t)
     assert worst < 0.5, worst  # bench/search.py holds the real figure (p99 under 50 ms)
+
+
+def _found_sig(found) -> list[tuple]:
+    return [(f.message.id, f.start, f.end, tuple(f.values), tuple(m.id for m in f.also)) for f in found]
+
+
+def test_a_search_that_stops_early_finds_what_reading_on_would(monkeypatch):
+    """find stops once no match still to come can change its first messages: the same messages, with
+    the same values, as with the stop disabled, on pastes made of hundreds of messages."""
+    from kb.messages.match import default_matcher
+
+    m = default_matcher()
+    rng = random.Random(11)
+    pastes = [" ".join(x.template for x in rng.sample(m.catalog.messages, 1500))[:32_768],
+              " ".join(f for x in rng.sample(m.catalog.messages, 2000) for fs in x.translations.values()
+                       for f in fs)[:32_768],
+              "\n".join(f"ERROR:  {x.template}" for x in rng.sample(m.catalog.messages, 1500))[:32_768]]
+    early = {(i, limit): _found_sig(m.find(p, limit)) for i, p in enumerate(pastes) for limit in (5, 50)}
+    monkeypatch.setattr(m, "_lead", 10 ** 9)  # no match is ever settled: every candidate is read
+    for (i, limit), sig in early.items():
+        assert len(sig) == limit
+        assert _found_sig(m.find(pastes[i], limit)) == sig, (i, limit)
