@@ -29,7 +29,7 @@ from kb.scenarios import binaries
 from kb.scenarios.binaries import parse_majors
 from kb.messages.binstrings import strings as binary_strings
 from kb.messages.formats import CONVERSION, collapse, fragments, literal_words
-from kb.scenarios.cluster import Cluster, PgBouncer, chown_to_postgres, free_port
+from kb.scenarios.cluster import Cluster, PgBouncer, chown_to_postgres, free_port, scratch_dir
 from tests import snippets
 from tests.snippets import Block, Statement, for_major, majors_in, statements
 
@@ -66,13 +66,11 @@ SERVER_SETTINGS = {"max_connections": 30, "max_prepared_transactions": 5, "wal_l
                    "max_replication_slots": 10, "max_wal_senders": 10,
                    "shared_preload_libraries": "pg_stat_statements"}
 SESSION_OPTIONS = "-c statement_timeout=20s -c lock_timeout=5s"
-# Clusters live in memory where there is a tmpfs: a scratch cluster is a copy of the fixture cluster's
-# ~100 MB data directory, which takes 30 ms there and ten times as long on disk.
-MEMORY = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None
-
-
 def _base(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=MEMORY))
+    """A folder where throwaway clusters live (in memory where there is a tmpfs: a scratch cluster is a
+    copy of the fixture cluster's ~100 MB data directory, which takes 30 ms there and ten times as long
+    on disk)."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_dir()))
 
 
 def _ids(items):

@@ -635,8 +635,6 @@ class MessageMatcher:
         return out, None
 
 
-
-
 def _literal_spans(s: int, e: int, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     out, cur = [], s
     for a, b in spans:
