@@ -148,7 +148,10 @@ def serve_figures() -> None:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
-            env = {**os.environ, "KB_INSTANCE_DIR": inst}
+            # with bytecode, as an installed kb has it (pip compiles a wheel's modules): the first start
+            # writes it for a source checkout, and neither start reads the modules' source again
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            env["KB_INSTANCE_DIR"] = inst
             t0 = time.perf_counter()
             proc = subprocess.Popen([sys.executable, "-m", "kb", "serve", "--host", "127.0.0.1", "--port", str(port),
                                      "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

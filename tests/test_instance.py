@@ -1,5 +1,5 @@
 """The instance folder: only its owner may read the run store, and the catalog cache is never
-unpickled unless this instance wrote it."""
+unpickled unless this instance wrote it (nor is the message matcher's)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,32 @@ def test_a_planted_cache_file_is_not_unpickled(tmp_path):
     assert not Path(MARK).exists()
     assert set(again.entries) == set(cat.entries)
     assert stat.S_IMODE((cache / "cache.key").stat().st_mode) == 0o600
+
+
+def test_the_matcher_read_from_its_cache_finds_what_the_built_one_finds(tmp_path):
+    from kb.messages.catalog import load
+    from kb.messages.match import MessageMatcher
+    from kb.service.catalog import cached_matcher
+
+    cache = tmp_path / "cache"
+    built = cached_matcher(cache)  # the first start builds it and writes the cache
+    [written] = list(cache.glob("matcher-*.pickle"))
+    read = cached_matcher(cache)
+    assert read is not built and isinstance(read, MessageMatcher)
+    paste = ("2026-12-05 10:00:00 UTC [41] FATAL:  tut mir leid, schon zu viele Verbindungen\n"
+             "psql: error: connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: No such file or directory\n"
+             "ERROR:  relation \"orders\" does not exist at character 15\n")
+    assert [f.as_dict() for f in read.find(paste)] == [f.as_dict() for f in built.find(paste)]
+    assert len(read.find(paste)) == 3 and read.pattern_count == built.pattern_count
+    assert read.catalog.by_key.keys() == load().by_key.keys()
+    with __import__("pytest").raises(TypeError):
+        pickle.dumps(read)  # its automaton's words are gone: only a freshly built matcher is written
+    # a planted file is not unpickled, and the matcher is built again
+    written.write_bytes(b"\0" * 32 + pickle.dumps(Boom()))
+    Path(MARK).unlink(missing_ok=True)
+    again = cached_matcher(cache)
+    assert not Path(MARK).exists()
+    assert [f.as_dict() for f in again.find(paste)] == [f.as_dict() for f in built.find(paste)]
 
 
 BUILD = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import threading
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kb.messages.build import DATA
+from kb.messages.formats import template_key
 
 SOURCES_NOTE = ("PostgreSQL 15's gettext catalogs (Debian's postgresql-15, libpq5 and postgresql-client-15 packages) "
                 "for the templates and their translations; the string tables of the postgres, libpq, plpgsql and psql "
@@ -76,6 +78,14 @@ class MessageCatalog:
         for s in self.sqlstates.values():
             self.classes.setdefault(s.class_code, s.class_name)
 
+    @functools.cached_property
+    def by_key(self) -> dict[str, list[Message]]:
+        """The messages by formats.template_key of their template (how entries' templates find theirs)."""
+        out: dict[str, list[Message]] = {}
+        for m in self.messages:
+            out.setdefault(template_key(m.template), []).append(m)
+        return out
+
     @property
     def languages(self) -> list[str]:
         return sorted({lang for m in self.messages for lang in m.translations})
@@ -93,6 +103,12 @@ def parse(blob: bytes) -> MessageCatalog:
 
 _lock = threading.Lock()
 _loaded: dict[Path, MessageCatalog] = {}
+
+
+def adopt(cat: MessageCatalog, path: Path = DATA) -> None:
+    """Take `cat` (read from a cache) as the catalog at `path`, unless one is loaded already."""
+    with _lock:
+        _loaded.setdefault(path, cat)
 
 
 def load(path: Path = DATA) -> MessageCatalog:

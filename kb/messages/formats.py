@@ -60,6 +60,13 @@ def collapse(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
+def template_key(template: str) -> str:
+    """How an entry's template and a catalog template are compared: every conversion as `%` (entries
+    write `%s` where the source has `%zu` or `%m`), whitespace collapsed, case and a final colon,
+    space or period dropped."""
+    return collapse(CONVERSION.sub("%", template)).rstrip(": .").lower()
+
+
 def message_id(template: str) -> str:
     """A stable, URL-safe id: a slug of the template's words and a digest of its exact text.
 

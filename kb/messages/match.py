@@ -392,9 +392,10 @@ class MessageMatcher:
     _Pattern (the folded form and its parts) is made when a paste first hits its anchor, so a server
     holds 85,000 small tuples, not 85,000 objects and folded copies of every form."""
 
-    def __init__(self, catalog: MessageCatalog, release: bool = False):
+    def __init__(self, catalog: MessageCatalog, release: bool = False, keep_anchors: bool = False):
         """`release`: take the catalog's precomputed patterns and free them on the way (catalog.patterns
-        is None after), so the matcher's own records reuse their memory instead of adding to it."""
+        is None after), so the matcher's own records reuse their memory instead of adding to it.
+        `keep_anchors`: keep the automaton's words until the matcher is first pickled (see __getstate__)."""
         self.catalog = catalog
         if catalog.patterns and catalog.lead:  # precomputed when the catalog was built
             patterns, self._lead = catalog.patterns, catalog.lead
@@ -431,9 +432,28 @@ class MessageMatcher:
         # pointer trie takes 45, and it reports character offsets of every overlapping match
         words = list(anchors)
         self._targets: list[tuple[int, ...]] = [tuple(anchors.pop(w)) for w in words]
-        self._automaton = ahocorasick_rs.AhoCorasick(words, matchkind=ahocorasick_rs.MATCHKIND_STANDARD,
-                                                     store_patterns=False)
+        self._anchors = words if keep_anchors else None
+        self._automaton = self._build_automaton(words)
         self._severity, self._severity_words = self._severity_regex(catalog)
+
+    @staticmethod
+    def _build_automaton(words: list[str]):
+        return ahocorasick_rs.AhoCorasick(words, matchkind=ahocorasick_rs.MATCHKIND_STANDARD, store_patterns=False)
+
+    def __getstate__(self) -> dict:
+        """What a signed cache holds (kb.service.catalog.cached_matcher): the catalog, the records and
+        the automaton's words, not the automaton (Rust's, not picklable: rebuilt in half a second with
+        the interpreter's lock released) nor the patterns made so far. The words are freed once pickled."""
+        if self._anchors is None:
+            raise TypeError("this matcher was built without keep_anchors: it cannot be pickled")
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_automaton", "_made", "_made_lock")}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._made, self._made_lock = {}, threading.Lock()
+        self._automaton = self._build_automaton(self._anchors)
+        self._anchors = None
 
     def warm(self, pause: float = 0.0) -> None:
         """Make every pattern (its folded form and parts) ahead of the pastes that would first hit it.
@@ -650,14 +670,18 @@ _default: MessageMatcher | None = None
 _default_lock = threading.Lock()
 
 
-def default_matcher() -> MessageMatcher:
-    """The matcher over the committed catalog, built once per process."""
+def default_matcher(build=None) -> MessageMatcher:
+    """The matcher over the committed catalog, made once per process: by `build()` when given (a
+    server's start reads it from its instance folder's cache, kb.service.catalog.cached_matcher),
+    else from the catalog file."""
     global _default
     with _default_lock:
         if _default is None:
-            from kb.messages.catalog import load
+            from kb.messages import catalog
             from kb.messages.memory import large_blocks_returned
 
             with large_blocks_returned():  # the largest transient of a start: see there
-                _default = MessageMatcher(load(), release=True)
+                made = build() if build else MessageMatcher(catalog.load(), release=True)
+            catalog.adopt(made.catalog)  # catalog.load() answers with the matcher's own catalog
+            _default = made
         return _default

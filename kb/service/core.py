@@ -8,7 +8,7 @@ import re
 import threading
 from pathlib import Path
 
-from kb.service.catalog import Catalog, load_catalog_cached
+from kb.service.catalog import Catalog, cached_matcher, load_catalog_cached
 from kb.errors import ApiError, BadRequest, NotFound
 from kb.knowledge.search import MAX_QUERY_CHARS, Doc, SearchIndex
 from kb.messages.catalog import COMPONENT_NAMES, LANGUAGE_NAMES, SOURCES_NOTE
@@ -93,8 +93,8 @@ class Service:
 
         # the message matcher first, while the process is small: its build holds the automaton twice
         # for a moment (the largest transient of a start), and what it frees is reused by what follows
-        default_matcher()
         cache = Path(config.index_dir) if config.index_dir else config.instance_path
+        default_matcher(lambda: cached_matcher(cache))
         catalog = load_catalog_cached(Path(config.content_dir), Path(config.runbooks_dir), cache)
         return cls(config, catalog)
 

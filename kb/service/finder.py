@@ -13,7 +13,7 @@ import re
 
 from kb.knowledge.search import SearchIndex
 from kb.messages.catalog import Message, MessageCatalog
-from kb.messages.formats import CONVERSION, collapse
+from kb.messages.formats import CONVERSION, collapse, template_key
 from kb.messages.match import Found, MessageMatcher, _orig, default_matcher, fold, fold_template
 
 # Signs that a paste is about PostgreSQL at all, for entry templates short and general enough that other
@@ -69,13 +69,6 @@ def instance_of(matcher: MessageMatcher, template: str) -> list[tuple[Found, dic
     return out
 
 
-def template_key(template: str) -> str:
-    """How an entry's template and a catalog template are compared: every conversion as `%` (entries
-    write `%s` where the source has `%zu` or `%m`), whitespace collapsed, case and a final colon,
-    space or period dropped."""
-    return collapse(CONVERSION.sub("%", template)).rstrip(": .").lower()
-
-
 class Finder:
     """The catalog matcher and the entries' index, joined."""
 
@@ -84,9 +77,7 @@ class Finder:
         self.matcher = default_matcher() if messages is default_matcher().catalog else MessageMatcher(messages)
         self.index = index
         self.entries = entries
-        self.by_key: dict[str, list[Message]] = {}
-        for m in messages.messages:
-            self.by_key.setdefault(template_key(m.template), []).append(m)
+        self.by_key: dict[str, list[Message]] = messages.by_key
         # Which entries explain a catalog message: each template an entry claims, in any wording it
         # lists, either as the catalog has it or as an instance of it with some values written in
         # (`... for roles with the SUPERUSER attribute`, `value "%s" is out of range for type oid`).

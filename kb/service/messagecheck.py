@@ -17,7 +17,8 @@ import re
 from kb.knowledge.problems import Problem
 from kb.messages.catalog import MessageCatalog
 from kb.messages.match import MessageMatcher
-from kb.service.finder import instance_of, template_key
+from kb.messages.formats import template_key
+from kb.service.finder import instance_of
 
 KNOWN = range(13, 19)
 
@@ -55,9 +56,7 @@ def catalog_messages_for(template: str, messages: MessageCatalog, matcher: Messa
 
 
 def message_problems(entries, messages: MessageCatalog, matcher: MessageMatcher) -> list[Problem]:
-    by_key: dict[str, list] = {}
-    for m in messages.messages:
-        by_key.setdefault(template_key(m.template), []).append(m)
+    by_key = messages.by_key
     problems: list[Problem] = []
     for e in entries:
         exempt = e.meta.engine != "postgresql" or e.meta.level == "client"
