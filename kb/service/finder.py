@@ -44,6 +44,8 @@ def sqlstates_in(text: str) -> list[str]:
     return out
 
 
+# characters of a long paste the entries' index reads past the last catalog message answered (Finder._index_scope)
+SCOPE_MARGIN = 4096
 _NUMERIC = "1234567"
 _TEXT = "\u27e8v\u27e9"  # ⟨v⟩: no message holds it
 
@@ -142,6 +144,19 @@ class Finder:
     def in_catalog(self, template: str) -> bool:
         return template_key(template) in self.by_key
 
+    @staticmethod
+    def _index_scope(text: str, positions: list[tuple[int, dict]], limit: int) -> str:
+        """The part of a long paste the entries' index is searched in. Results come in paste order and
+        only the first `limit` are answered: once the catalog's messages make `limit` results, what the
+        index finds after the last of them (and after a margin for a template begun inside it) comes
+        too late to be answered, and normalising the rest of a 32 KB paste would cost more than all of
+        the rest of the search."""
+        if len(text) <= SCOPE_MARGIN or len(positions) < limit:
+            return text
+        ends = sorted((r["found"].start, r["found"].end) for _pos, r in positions)
+        cut = max(e for _s, e in ends[:limit]) + SCOPE_MARGIN
+        return text if cut >= len(text) else text[:cut]
+
     def find(self, text: str, limit: int) -> dict:
         found = self.matcher.find(text)
         results: list[dict] = []
@@ -163,7 +178,8 @@ class Finder:
             positions.append((f.start, {"kind": "entry" if slug else "message", "slug": slug, "found": f}))
         # the entries' own templates: pooler and driver messages the catalog does not hold, and
         # entries whose wording (an older major's, or with a value written in) explains a found message
-        ranked = self.index.search(text, limit=max(limit, 20), prose=False, uncovered=True)
+        ranked = self.index.search(self._index_scope(text, positions, limit), limit=max(limit, 20),
+                                   prose=False, uncovered=True)
         folded = fold(text) if ranked else None
         found_ids = {m.id for f in found for m in [f.message, *f.also]}
         for hit in ranked:
