@@ -251,3 +251,29 @@ def test_a_search_that_stops_early_finds_what_reading_on_would(monkeypatch):
     for (i, limit), sig in early.items():
         assert len(sig) == limit
         assert _found_sig(m.find(pastes[i], limit)) == sig, (i, limit)
+
+
+def test_a_long_paste_of_driver_and_pooler_messages_is_answered_in_paste_order(svc):
+    """The entries' own templates (poolers', drivers') are looked for in the part of a long paste the
+    answered results come from, and all of their hits are placed in paste order: none found early in
+    the paste is lost to more specific ones found later."""
+    from kb.service.finder import sample
+
+    f = svc.finder
+    alone = []  # (slug, line) of entry templates the catalog does not hold, each found on its own line
+    for slug, templates in sorted(f.entry_templates.items()):
+        for t in templates:
+            line = sample(t).strip()
+            if f._catalog_of(t):
+                continue
+            top = svc.search_text(line)["results"][:1]
+            if top and top[0]["slug"] == slug and top[0]["match"] == "message":
+                alone.append((slug, line))
+                break
+    assert len(alone) >= 40
+    random.Random(5).shuffle(alone)
+    paste = "\n".join(f"2026-12-05 10:00:{i % 60:02d} app[{i}]: {line}" for i, (_s, line) in enumerate(alone * 3))
+    assert len(paste) > 16_384
+    for limit in (10, 50):
+        got = [r["slug"] for r in svc.search_text(paste[:32_768], limit)["results"]]
+        assert got[:5] == [s for s, _line in alone[:5]], limit

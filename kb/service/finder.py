@@ -178,7 +178,8 @@ class Finder:
             positions.append((f.start, {"kind": "entry" if slug else "message", "slug": slug, "found": f}))
         # the entries' own templates: pooler and driver messages the catalog does not hold, and
         # entries whose wording (an older major's, or with a value written in) explains a found message
-        ranked = self.index.search(self._index_scope(text, positions, limit), limit=max(limit, 20),
+        # every hit (the index ranks the most specific first; these are placed in paste order below)
+        ranked = self.index.search(self._index_scope(text, positions, limit), limit=len(self.entries),
                                    prose=False, uncovered=True)
         folded = fold(text) if ranked else None
         found_ids = {m.id for f in found for m in [f.message, *f.also]}
