@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 
+try:  # a pytest run outside the project's test environment: say how to make one, not a bare traceback
+    import psycopg  # noqa: F401
+except ModuleNotFoundError as exc:
+    raise pytest.UsageError(f"{exc}: the tests need kb installed with its test extras in this Python's "
+                            "environment: pip install -e '.[test]' (README.md)") from exc
+
 from kb.scenarios import binaries
 from kb.scenarios.cluster import Cluster
 from kb.settings import load_config

@@ -295,7 +295,10 @@ class SearchIndex:
             for field in ("tmpl", "title", "tags"):
                 if tok in self._lexicon[field]:
                     candidates.append((field, tok))
-            stems = [self._stem_word(tok)] if _WORD_CHARS.fullmatch(tok) and tok.lower() == tok else [t.text for t in self._stem(tok)]
+            if _WORD_CHARS.fullmatch(tok) and tok.lower() == tok:
+                stems = [self._stem_word(tok)]
+            else:
+                stems = [t.text for t in self._stem(tok)]
             for stemmed in stems:
                 if stemmed in self._lexicon["prose"]:
                     candidates.append(("prose", stemmed))

@@ -448,12 +448,11 @@ class MessageMatcher:
 
     def __getstate__(self) -> dict:
         """What a signed cache holds (kb.service.catalog.cached_matcher): the catalog, the records and
-        the automaton's words, not the automaton (Rust's, not picklable: rebuilt in half a second with
-        the interpreter's lock released) nor the patterns made so far. The words are freed once pickled."""
+        the automaton's words, not the automaton (Rust's, not picklable: rebuilt in half a second) nor
+        the patterns made so far. The cache drops the words once it is written."""
         if self._anchors is None:
             raise TypeError("this matcher was built without keep_anchors: it cannot be pickled")
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_automaton", "_made", "_made_lock")}
-        return state
+        return {k: v for k, v in self.__dict__.items() if k not in ("_automaton", "_made", "_made_lock")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

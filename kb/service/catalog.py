@@ -37,12 +37,18 @@ _DERIVED_FROM = ("knowledge/model.py", "knowledge/loader.py", "knowledge/normali
                  "service/messagecheck.py", "messages/data/catalog.json.gz")
 
 
-def fingerprint(*roots: Path) -> str:
-    """A hash of every content file and of the code that parses and indexes it."""
+def _code_hash(names: tuple[str, ...]):
+    """A sha256 over these files of the kb package (paths relative to it)."""
     h = hashlib.sha256()
     here = Path(__file__).resolve().parent.parent
-    for name in _DERIVED_FROM:
+    for name in names:
         h.update((here / name).read_bytes())
+    return h
+
+
+def fingerprint(*roots: Path) -> str:
+    """A hash of every content file and of the code that parses and indexes it."""
+    h = _code_hash(_DERIVED_FROM)
     for root in roots:
         if not root.exists():
             continue
@@ -124,10 +130,7 @@ def cached_matcher(cache_dir: Path):
     from kb.messages.catalog import parse
     from kb.messages.match import MessageMatcher
 
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent.parent
-    for name in _MATCHER_FROM:
-        h.update((here / name).read_bytes())
+    h = _code_hash(_MATCHER_FROM)
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = _cache_key(cache_dir)
     cache = cache_dir / f"matcher-{h.hexdigest()[:16]}.pickle"
