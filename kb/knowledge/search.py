@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from itertools import accumulate
+from itertools import accumulate, islice
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,9 @@ CONTAINED_BONUS = 300.0  # a template whose match lies inside a longer template'
 SQLSTATE_BONUS = 200.0
 PROSE_CAP = 150.0
 MAX_QUERY_TERMS = 16
+# distinct words of a paste the prose query picks its terms from (the first ones, in paste order): each
+# new word costs a Porter stem (about 15 us), so a 32 KB paste of novel words is bounded to ~10 ms
+MAX_PROSE_WORDS = 600
 CACHE_BYTES = 8 * 1024 * 1024  # per process; an entry costs a digest and its ranked list
 SERVER_SIDE_BONUS = 15.0
 COMPANION_SCORE = 100.0
@@ -147,14 +150,16 @@ class SearchIndex:
         self._build_tables(docs)
         self._uncovered = self._anchors  # the anchor table of templates no other matcher finds (see cover)
         with self._ix.reader() as reader:
-            self._lexicon = {f: {t.decode() if isinstance(t, bytes) else t for t in reader.field_terms(f)}
+            # each field's terms with their document frequency, read once: a paste's candidate terms
+            # are ranked by it, and a Whoosh lookup per new term costs 50 us
+            self._lexicon = {f: {t.decode() if isinstance(t, bytes) else t: info.doc_frequency()
+                                 for t, info in reader.iter_field(f)}
                              for f in ("tmpl", "title", "prose", "tags")}
         self._stem = self._ix.schema["prose"].analyzer
         # the analyzer's own cached Porter stemmer, for a paste's words: each is one lowercase run of
         # word characters, which the analyzer's tokenizer and filters hand to it unchanged (cover a
         # 32 KB paste's 2,000 distinct words with the whole chain and it costs 20 ms)
         self._stem_word = next(f._stem for f in self._stem.items if isinstance(f, StemFilter) and not f.ignore)
-        self._df_cache: dict[tuple[str, str], int] = {}
         self._cache: OrderedDict = OrderedDict()
         self._cache_lock = threading.Lock()
         self._df_cap = max(50, len(docs) // 20)  # terms in more entries than this carry no signal
@@ -289,7 +294,7 @@ class SearchIndex:
         most entries share say little and are left out, and only the rarest terms are queried.
         """
         candidates = []
-        for tok in dict.fromkeys(tokens):  # each distinct word once, in paste order
+        for tok in islice(dict.fromkeys(tokens), MAX_PROSE_WORDS):  # each distinct word once, in paste order
             if tok in _PLACEHOLDERS or tok in STOP_WORDS or len(tok) < 2:
                 continue
             for field in ("tmpl", "title", "tags"):
@@ -304,19 +309,12 @@ class SearchIndex:
                     candidates.append(("prose", stemmed))
         if not candidates:
             return {}
-        scored = sorted((self._df(f, t), f, t) for f, t in set(candidates))
+        scored = sorted((self._lexicon[f][t], f, t) for f, t in set(candidates))
         terms = [Term(f, t) for df, f, t in scored if df <= self._df_cap][:MAX_QUERY_TERMS]
         if not terms:
             return {}
         results = self._searcher().search(Or(terms), limit=limit)
         return {hit["slug"]: hit.score for hit in results}
-
-    def _df(self, field: str, text: str) -> int:
-        key = (field, text)
-        df = self._df_cache.get(key)
-        if df is None:
-            df = self._df_cache[key] = self._searcher().doc_frequency(field, text)
-        return df
 
     def search(self, text: str, limit: int = 10, prose: bool = True, uncovered: bool = False) -> list[dict]:
         """Ranked hits: [{slug, score, matched}] with exact evidence far above prose (prose=False: exact
