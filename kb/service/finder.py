@@ -46,6 +46,11 @@ def sqlstates_in(text: str) -> list[str]:
 
 # characters of a long paste the entries' index reads past the last catalog message answered (Finder._index_scope)
 SCOPE_MARGIN = 4096
+# messages the matcher settles for a search answering `limit` results: 2 * limit + 5, and all 50 when
+# that leaves fewer than `limit` results (a DETAIL folds into its message, an entry's several messages
+# make one result). Settling 50 messages of a dense 32 KB paste costs three times what 25 cost.
+MESSAGES_PER_RESULT = 2
+MAX_MESSAGES = 50
 _NUMERIC = "1234567"
 _TEXT = "\u27e8v\u27e9"  # ⟨v⟩: no message holds it
 
@@ -158,8 +163,16 @@ class Finder:
         return text if cut >= len(text) else text[:cut]
 
     def find(self, text: str, limit: int) -> dict:
-        found = self.matcher.find(text)
-        results: list[dict] = []
+        want = min(MAX_MESSAGES, MESSAGES_PER_RESULT * limit + 5)
+        found = self.matcher.find(text, limit=want)
+        positions = self._positions(found)
+        if len(positions) < limit and len(found) >= want < MAX_MESSAGES:
+            found = self.matcher.find(text, limit=MAX_MESSAGES)  # too few results: settle more messages
+            positions = self._positions(found)
+        return self._answer(text, limit, found, positions)
+
+    def _positions(self, found: list) -> list[tuple[int, dict]]:
+        """The found messages as results in paste order: (start, result), one per entry or message."""
         taken: set[str] = set()
         positions: list[tuple[int, dict]] = []
         primary_seen = False
@@ -176,6 +189,12 @@ class Finder:
                 continue
             taken.add(key)
             positions.append((f.start, {"kind": "entry" if slug else "message", "slug": slug, "found": f}))
+        return positions
+
+    def _answer(self, text: str, limit: int, found: list, positions: list[tuple[int, dict]]) -> dict:
+        results: list[dict] = []
+        taken = {f"entry:{r['slug']}" if r["kind"] == "entry" else f"message:{r['found'].message.id}"
+                 for _pos, r in positions}
         # the entries' own templates: pooler and driver messages the catalog does not hold, and
         # entries whose wording (an older major's, or with a value written in) explains a found message
         # every hit (the index ranks the most specific first; these are placed in paste order below)
