@@ -7,7 +7,6 @@ import logging
 from kb.errors import ApiError, BadRequest, NotFound
 from kb.runbooks.executor import Executor, Timeouts
 from kb.runbooks.engine import Engine
-from kb.runbooks.store import RunStore
 from kb.runbooks.model import ActionStep, QuestionStep
 from kb.runbooks.targets import load_targets
 from kb.runbooks.transcript import transcript
@@ -25,7 +24,7 @@ class RunService:
         self.config = config
         self.catalog = catalog
         self.targets = load_targets(config)
-        self.store = RunStore(config.store_url, config.instance_path)
+        self.store = service.store  # the one store of the process
         timeouts = Timeouts(config.connect_timeout, config.statement_timeout_ms, config.lock_timeout_ms,
                             config.idle_timeout_ms)
         # the run store holds each target's connection slots, so `cap` holds across workers and hosts

@@ -67,6 +67,8 @@ class Service:
         self.messages = load_messages()
         self.finder = Finder(self.messages, self.search, catalog.entries)
         self._runs = None
+        self._store = None
+        self._store_lock = threading.Lock()  # (the runs' lock is held while RunService takes the store)
         self._runs_lock = threading.Lock()
         self._warming = 0  # the process warming this service (see warm_in_background)
 
@@ -119,6 +121,17 @@ class Service:
         return t
 
     # --- runs (built lazily: pages and search never need a database) -----------------------------
+    @property
+    def store(self):
+        """The run store alone (tokens, sessions, rate limits: what every request's access check reads),
+        without the run engine and its database driver, which only runs need."""
+        with self._store_lock:
+            if self._store is None:
+                from kb.runbooks.store import RunStore
+
+                self._store = RunStore(self.config.store_url, self.config.instance_path)
+        return self._store
+
     @property
     def runs(self):
         with self._runs_lock:  # one RunService (and one set of target pools) per process

@@ -96,7 +96,7 @@ class AccessState:
     def has_tokens(self) -> bool:
         at, value = self._tokens_cached
         if time.monotonic() - at > 2.0:
-            value = self.app.extensions["kb"].runs.store.has_active_tokens()
+            value = self.app.extensions["kb"].store.has_active_tokens()
             self._tokens_cached = (time.monotonic(), value)
             if self._tokens_seen is False and value and self.loopback and not (self.proxies or self._users()):
                 log.warning("a token was created: browsers that have not signed in are no longer the local "
@@ -142,7 +142,7 @@ def rate_limit(kind: str) -> None:
     who = ident.name if ident.via != "anonymous" else f"anon:{request.remote_addr}"
     count, window = state.limits[kind]
     # counted in the run store, so the limit holds across gunicorn workers and hosts
-    wait = current_app.extensions["kb"].runs.store.rate_hit(f"{kind}:{who}", count, window)
+    wait = current_app.extensions["kb"].store.rate_hit(f"{kind}:{who}", count, window)
     if wait is not None:
         secs = max(1, int(wait + 0.999))
         raise ApiError(429, f"too many {kind} requests; retry in {secs} s", [{"field": kind, "reason": "rate limited"}],
@@ -152,7 +152,7 @@ def rate_limit(kind: str) -> None:
 def resolve(state: AccessState) -> Identity:
     """Work out who is asking, from the strongest evidence down."""
     cfg = current_app.extensions["kb_config"]
-    store = current_app.extensions["kb"].runs.store
+    store = current_app.extensions["kb"].store
     authz = request.headers.get("Authorization", "")
     if authz and request.path.startswith("/chat/") and authz.partition(" ")[0].lower() == "token":
         authz = ""  # a Mattermost slash command's token: the chat endpoint checks it, not as an API token
@@ -236,7 +236,7 @@ def login():
     error = None
     if request.method == "POST":
         token = (request.form.get("token") or "").strip()
-        row = current_app.extensions["kb"].runs.store.token_by_hash(token_digest(token)) if token else None
+        row = current_app.extensions["kb"].store.token_by_hash(token_digest(token)) if token else None
         if row is None:
             error = "Unknown or revoked token."
         else:
@@ -266,6 +266,6 @@ def safe_next(value: str | None) -> str:
 def logout():
     sid = session.get("sid")
     if sid:  # a copy of the cookie taken before now stops working too
-        current_app.extensions["kb"].runs.store.record_once(f"logout:{sid}", time.time() + SESSION_HOURS * 3600 + 60)
+        current_app.extensions["kb"].store.record_once(f"logout:{sid}", time.time() + SESSION_HOURS * 3600 + 60)
     session.clear()
     return redirect(url_for("pages.index"))

@@ -84,7 +84,7 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, now: float 
 
 def refuse_replay(ts: int, signature: str) -> None:
     """ApiError(401) if this signed request was accepted before (by any worker or host)."""
-    store = service().runs.store
+    store = service().store
     if not store.record_once(f"slack:{ts}:{signature}", ts + MAX_AGE + REPLAY_MARGIN):
         raise ApiError(401, "replayed request: this signed request was already received")
 
@@ -92,7 +92,7 @@ def refuse_replay(ts: int, signature: str) -> None:
 def first_sighting(body: bytes) -> bool:
     """Whether this body arrives for the first time (a retry of Slack's is the same body, signed anew)."""
     key = "slack-body:" + hashlib.sha256(body).hexdigest()
-    return service().runs.store.record_once(key, time.time() + BODY_MEMORY)
+    return service().store.record_once(key, time.time() + BODY_MEMORY)
 
 
 def _authenticate(cfg) -> None:
