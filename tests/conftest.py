@@ -157,6 +157,13 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker more than the cores (at most 8). Most tests spend their time waiting on a
+    cluster, Chromium or a served kb, so a worker per core leaves the cores half idle: on 2 cores the
+    suite took 8:37 with 2 workers and 6:35 with 3."""
+    return min(8, (os.cpu_count() or 1) + 1)
+
+
 def pytest_configure(config):
     """SIGTERM and SIGHUP end the run like Ctrl-C does, so every finalizer still runs."""
     import signal
