@@ -124,6 +124,28 @@ def ix(svc):
     index.cache_bytes = saved
 
 
+def test_prose_scores_are_whooshs_own(ix):
+    """The prose query is scored from postings read once (SearchIndex._bm25f); Whoosh's searcher,
+    asked the same union of terms, ranks the same entries in the same order with the same scores."""
+    import random
+
+    from whoosh.query import Or, Term
+
+    rng = random.Random(11)
+    terms = sorted((f, t) for f in ("tmpl", "title", "prose", "tags") for t in ix._lexicon[f])
+    searcher = ix._ix.searcher()
+    try:
+        for _ in range(300):
+            picked = [Term(f, t) for f, t in rng.sample(terms, rng.randint(1, 16))]
+            limit = rng.choice([1, 5, 20, 50])
+            whoosh = {hit["slug"]: hit.score for hit in searcher.search(Or(picked), limit=limit)}
+            ours = ix._bm25f(picked, limit)
+            assert list(ours) == list(whoosh), picked
+            assert all(ours[k] == pytest.approx(whoosh[k], rel=1e-12) for k in whoosh), picked
+    finally:
+        searcher.close()
+
+
 @pytest.mark.parametrize("unit", HOSTILE_UNITS)
 def test_hostile_repetition_is_bounded(ix, unit):
     assert _cpu_ms(ix, _fill(unit)) < CPU_BOUND_MS
