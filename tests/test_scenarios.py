@@ -58,6 +58,30 @@ def assert_words_filled(run) -> None:
         assert not PLACEHOLDER.search(text) and NOT_SEEN not in text, text
 
 
+def wait_for_runs_to_leave(cluster, timeout: float = 5.0) -> None:
+    """Until the sessions of the runs before have left the server, and this check's own with them.
+
+    A backend leaves a moment after its client hung up (longer on a loaded machine), and until it has
+    it holds a connection slot: a scenario that leaves one slot free would refuse the next run's
+    connection. The backends run on this machine, so their ending is watched in /proc, where watching
+    through another session would hold a slot of its own."""
+    import time
+    from pathlib import Path
+
+    import psycopg
+
+    from kb.runbooks.executor import APP_NAME
+
+    try:
+        me, pids = cluster.sql("SELECT pg_backend_pid(), coalesce(array_agg(pid) FILTER (WHERE application_name = %s"
+                               " AND pid <> pg_backend_pid()), '{}') FROM pg_stat_activity", (APP_NAME,))[0]
+    except psycopg.Error:
+        return  # not even a superuser gets in: nothing to wait for that a run could change
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in [me, *pids]):
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
 def test_scenario_path(name, config_factory, server_bindir, request):
     from kb.service import Service
@@ -74,7 +98,9 @@ def test_scenario_path(name, config_factory, server_bindir, request):
         targets.update({f"as-{role}": sc.target(cluster, holder, user=role) for role in sc.roles})
         svc = Service.from_config(config_factory(targets=targets, store_url=store_url))
         # the same state as the other roles first, declining every action so the state stays as it is
-        for role in sc.roles:
+        for n, role in enumerate(sc.roles):
+            if n:
+                wait_for_runs_to_leave(cluster)
             path = sc.role_path(role, major)
             other = drive(svc.runs, sc, f"as-{role}", ADMIN, decline=True)
             assert (role, step_path(other)) == (role, path), svc.runs.transcript(other["id"], ADMIN)
@@ -82,6 +108,8 @@ def test_scenario_path(name, config_factory, server_bindir, request):
             assert_words_filled(other)
             if role == "plain":  # a role that cannot see other sessions never reports them healthy
                 assert other["outcome"] != "healthy", other["conclusion"]
+        if sc.roles:
+            wait_for_runs_to_leave(cluster)
         run = drive(svc.runs, sc, "t", ADMIN)
         assert step_path(run) == sc.expect_path, svc.runs.transcript(run["id"], ADMIN)
         assert run["status"] == "finished", run["summary"]
