@@ -3,10 +3,12 @@ virtualenv, `kb serve` started from an empty directory serves pages, static file
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import venv
@@ -30,8 +32,11 @@ def installed(tmp_path_factory) -> Path:
     """A new virtualenv with only the wheel (and what pip resolves for it) installed."""
     base = tmp_path_factory.mktemp("wheel")
     dist = base / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
-                   check=True, capture_output=True, timeout=300)
+    # setuptools builds in the checkout (build/, kb.egg-info): one build at a time across the test workers
+    with open(Path(tempfile.gettempdir()) / "kb-test-wheel-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+                       check=True, capture_output=True, timeout=300)
     wheels = list(dist.glob("kb-*.whl"))
     assert len(wheels) == 1, wheels
     env_dir = base / "venv"
