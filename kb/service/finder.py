@@ -13,7 +13,7 @@ import re
 
 from kb.knowledge.search import SearchIndex
 from kb.messages.catalog import Message, MessageCatalog
-from kb.messages.formats import CONVERSION, collapse, template_key
+from kb.messages.formats import CONVERSION, template_key
 from kb.messages.match import Found, MessageMatcher, _orig, default_matcher, fold, fold_template
 
 # Signs that a paste is about PostgreSQL at all, for entry templates short and general enough that other
