@@ -73,6 +73,21 @@ def test_the_matcher_read_from_its_cache_finds_what_the_built_one_finds(tmp_path
     assert [f.as_dict() for f in again.find(paste)] == [f.as_dict() for f in built.find(paste)]
 
 
+def test_a_first_start_has_the_matcher_built_and_cached_by_a_second_process(tmp_path):
+    from kb.messages.match import default_matcher
+    from kb.service.catalog import cached_matcher, start_matcher_build
+
+    cache = tmp_path / "cache"
+    building = start_matcher_build(cache)
+    assert building is not None and building.pid != os.getpid()
+    read = cached_matcher(cache, building)  # waits for it, then reads what it wrote
+    assert building.returncode == 0 and len(list(cache.glob("matcher-*.pickle"))) == 1
+    paste = "ERROR:  relation \"orders\" does not exist\nFATAL:  tut mir leid, schon zu viele Verbindungen"
+    assert [f.as_dict() for f in read.find(paste)] == [f.as_dict() for f in default_matcher().find(paste)]
+    assert len(read.find(paste)) == 2
+    assert start_matcher_build(cache) is None  # a later start reads the cache: no second process
+
+
 BUILD = """
 import sys
 from pathlib import Path

@@ -690,6 +690,11 @@ _default: MessageMatcher | None = None
 _default_lock = threading.Lock()
 
 
+def default_made() -> bool:
+    """Whether this process has made its default matcher already."""
+    return _default is not None
+
+
 def default_matcher(build=None) -> MessageMatcher:
     """The matcher over the committed catalog, made once per process: by `build()` when given (a
     server's start reads it from its instance folder's cache, kb.service.catalog.cached_matcher),

@@ -8,6 +8,8 @@ import hmac
 import os
 import pickle
 import secrets
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,9 +103,9 @@ def _write_signed(path: Path, key: bytes, obj, stale_glob: str) -> None:
             old.unlink(missing_ok=True)
 
 
-def load_catalog_cached(content_dir: Path, runbooks_dir: Path, cache_dir: Path) -> Catalog:
+def load_catalog_cached(content_dir: Path, runbooks_dir: Path, cache_dir: Path, matcher=None) -> Catalog:
     """load_catalog, reusing a signed pickle of the last valid load while the content's fingerprint is
-    the same."""
+    the same. `matcher`: how a load makes the message matcher (see load_catalog)."""
     fp = fingerprint(content_dir, runbooks_dir)
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = _cache_key(cache_dir)
@@ -111,7 +113,7 @@ def load_catalog_cached(content_dir: Path, runbooks_dir: Path, cache_dir: Path) 
     cat = _read_signed(cache, key)
     if isinstance(cat, Catalog) and cat.fingerprint == fp:
         return cat
-    cat = load_catalog(content_dir, runbooks_dir)
+    cat = load_catalog(content_dir, runbooks_dir, matcher=matcher)
     _write_signed(cache, key, cat, "catalog-*.pickle")
     return cat
 
@@ -120,20 +122,53 @@ def load_catalog_cached(content_dir: Path, runbooks_dir: Path, cache_dir: Path) 
 _MATCHER_FROM = ("messages/data/catalog.json.gz", "messages/match.py", "messages/catalog.py", "messages/formats.py")
 
 
-def cached_matcher(cache_dir: Path):
-    """The message matcher of the committed catalog, from a signed pickle in `cache_dir` when one
-    was written for the same catalog and matcher code, else built and cached there.
+def _matcher_cache(cache_dir: Path) -> Path:
+    return cache_dir / f"matcher-{_code_hash(_MATCHER_FROM).hexdigest()[:16]}.pickle"
 
-    Built, it takes 2 s of a start (decoding 13 MB of JSON, ordering 85,000 patterns); read, 0.3 s
-    plus the automaton's rebuild (kb.messages.match.MessageMatcher.__setstate__)."""
+
+# how long a start waits for the matcher a second process builds (about 1.5 s) before building it itself
+MATCHER_BUILD_WAIT = 60.0
+
+
+def start_matcher_build(cache_dir: Path) -> subprocess.Popen | None:
+    """When `cache_dir` has no matcher cache: build and cache it in a second process, so that a first
+    start loads its content (about 2 s of markdown and runbook checks) on the other core meanwhile.
+    None when the cache is there. The process imports this same kb package."""
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if _matcher_cache(cache_dir).exists():
+        return None
+    _cache_key(cache_dir)  # made here first: two processes creating it at once could sign with different keys
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent.parent),
+                                         *filter(None, [env.get("PYTHONPATH")])])
+    code = "import sys; from pathlib import Path; from kb.service.catalog import cached_matcher; cached_matcher(Path(sys.argv[1]))"
+    try:
+        return subprocess.Popen([sys.executable, "-c", code, str(cache_dir)], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None  # the start builds it itself
+
+
+def cached_matcher(cache_dir: Path, building: subprocess.Popen | None = None):
+    """The message matcher of the committed catalog, from a signed pickle in `cache_dir` when one
+    was written for the same catalog and matcher code, else built and cached there. `building`: the
+    process start_matcher_build started, waited for first (at most MATCHER_BUILD_WAIT seconds).
+
+    Built, it takes about 1 s (decoding 13 MB of JSON, ordering 85,000 patterns, the automaton) and
+    0.5 s more to cache; read, 0.3 s plus the automaton's rebuild (MessageMatcher.__setstate__)."""
     from kb.messages.build import DATA
     from kb.messages.catalog import parse
     from kb.messages.match import MessageMatcher
 
-    h = _code_hash(_MATCHER_FROM)
+    if building is not None:
+        try:
+            building.wait(timeout=MATCHER_BUILD_WAIT)
+        except subprocess.TimeoutExpired:
+            building.kill()
+            building.wait()
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = _cache_key(cache_dir)
-    cache = cache_dir / f"matcher-{h.hexdigest()[:16]}.pickle"
+    cache = _matcher_cache(cache_dir)
     enabled = gc.isenabled()
     gc.disable()  # a few million objects that all live on: collections meanwhile would scan them for nothing
     try:
@@ -160,8 +195,9 @@ def _failed(problems: list[Problem], loaded: set[str], kind: str) -> dict[tuple[
             if p.level == "error" and Path(p.path).stem not in loaded}
 
 
-def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False) -> Catalog:
-    """Load and cross-check everything; raise ContentInvalid listing every problem on errors."""
+def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False, matcher=None) -> Catalog:
+    """Load and cross-check everything; raise ContentInvalid listing every problem on errors.
+    `matcher`: how to make the message matcher if the process has none yet (default_matcher's `build`)."""
     from kb.runbooks.loader import check_runbooks_against_entries, load_runbooks
 
     problems: list[Problem] = []
@@ -178,8 +214,8 @@ def load_catalog(content_dir: Path, runbooks_dir: Path, strict: bool = False) ->
     from kb.messages.match import default_matcher
     from kb.service.messagecheck import message_problems
 
-    matcher = default_matcher()
-    problems += message_problems(entries, matcher.catalog, matcher)
+    matched = default_matcher(matcher)
+    problems += message_problems(entries, matched.catalog, matched)
     bad = [p for p in problems if p.level == "error" or (strict and p.level == "warning")]
     if bad:
         raise ContentInvalid(fold_knock_on(bad, broken))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import re
 import threading
 from pathlib import Path
 
-from kb.service.catalog import Catalog, cached_matcher, load_catalog_cached
+from kb.service.catalog import Catalog, cached_matcher, load_catalog_cached, start_matcher_build
 from kb.errors import ApiError, BadRequest, NotFound
 from kb.knowledge.search import MAX_QUERY_CHARS, Doc, SearchIndex
 from kb.messages.catalog import COMPONENT_NAMES, LANGUAGE_NAMES, SOURCES_NOTE
@@ -91,13 +92,17 @@ class Service:
 
     @classmethod
     def _from_config(cls, config: Config) -> "Service":
-        from kb.messages.match import default_matcher
+        from kb.messages.match import default_made, default_matcher
 
-        # the message matcher first, while the process is small: its build holds the automaton twice
-        # for a moment (the largest transient of a start), and what it frees is reused by what follows
         cache = Path(config.index_dir) if config.index_dir else config.instance_path
-        default_matcher(lambda: cached_matcher(cache))
-        catalog = load_catalog_cached(Path(config.content_dir), Path(config.runbooks_dir), cache)
+        # a first start builds the message matcher in a second process while it loads the content
+        building = None if default_made() else start_matcher_build(cache)
+        build = functools.partial(cached_matcher, cache, building)
+        if building is None:
+            # read first, while the process is small: what the read frees is reused by what follows
+            default_matcher(build)
+        catalog = load_catalog_cached(Path(config.content_dir), Path(config.runbooks_dir), cache, matcher=build)
+        default_matcher(build)  # (made by the content's checks, unless the content came from its cache)
         return cls(config, catalog)
 
     def warm(self, pause: float = 0.0) -> None:
