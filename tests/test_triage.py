@@ -9,9 +9,11 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -48,8 +50,34 @@ def logged_cluster(bindir, prefix: str, destinations: str) -> Cluster:
         "log_line_prefix": prefix, "log_connections": "on", "lc_messages": "C"})
 
 
+def wait_for_client_backends_to_end(cluster: Cluster, timeout: float = 10.0) -> None:
+    """Until the server has no client backend left. Each ends a moment after its client hung up (longer
+    on a loaded machine), and one still there when the server stops logs an error of its own
+    ("terminating connection due to administrator command"). Watched in /proc, among the postmaster's
+    children by their titles ("postgres: app shop 127.0.0.1(54321) idle"), since a session asking the
+    server would be logged itself."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = False
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != postmaster:
+                    continue
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, ValueError, IndexError):
+                continue
+            left = left or bool(re.search(r"\[local\]|\(\d+\)", title))
+        if not left:
+            return
+        time.sleep(0.02)
+
+
 def collect(cluster: Cluster, into) -> dict:
     """Stop the server (the collector has written everything then) and keep its log files."""
+    wait_for_client_backends_to_end(cluster)
     cluster.stop("fast")
     files = {}
     for name, kind in (("pg", "stderr"), ("pg.csv", "csvlog"), ("pg.json", "jsonlog")):
