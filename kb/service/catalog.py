@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import hmac
@@ -122,8 +123,14 @@ def load_catalog_cached(content_dir: Path, runbooks_dir: Path, cache_dir: Path, 
 _MATCHER_FROM = ("messages/data/catalog.json.gz", "messages/match.py", "messages/catalog.py", "messages/formats.py")
 
 
+@functools.cache
+def _matcher_key() -> str:
+    """The hash of what the matcher's cache holds, once per process (a start asks twice)."""
+    return _code_hash(_MATCHER_FROM).hexdigest()[:16]
+
+
 def _matcher_cache(cache_dir: Path) -> Path:
-    return cache_dir / f"matcher-{_code_hash(_MATCHER_FROM).hexdigest()[:16]}.pickle"
+    return cache_dir / f"matcher-{_matcher_key()}.pickle"
 
 
 # how long a start waits for the matcher a second process builds (about 1.5 s) before building it itself
@@ -141,7 +148,8 @@ def start_matcher_build(cache_dir: Path) -> subprocess.Popen | None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent.parent),
                                          *filter(None, [env.get("PYTHONPATH")])])
-    code = "import sys; from pathlib import Path; from kb.service.catalog import cached_matcher; cached_matcher(Path(sys.argv[1]))"
+    code = ("import sys; from pathlib import Path; from kb.service.catalog import cached_matcher; "
+            "cached_matcher(Path(sys.argv[1]))")
     try:
         return subprocess.Popen([sys.executable, "-c", code, str(cache_dir)], env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

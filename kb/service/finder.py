@@ -165,14 +165,15 @@ class Finder:
     def find(self, text: str, limit: int) -> dict:
         want = min(MAX_MESSAGES, MESSAGES_PER_RESULT * limit + 5)
         found = self.matcher.find(text, limit=want)
-        positions = self._positions(found)
+        positions, taken = self._positions(found)
         if len(positions) < limit and len(found) >= want < MAX_MESSAGES:
             found = self.matcher.find(text, limit=MAX_MESSAGES)  # too few results: settle more messages
-            positions = self._positions(found)
-        return self._answer(text, limit, found, positions)
+            positions, taken = self._positions(found)
+        return self._answer(text, limit, found, positions, taken)
 
-    def _positions(self, found: list) -> list[tuple[int, dict]]:
-        """The found messages as results in paste order: (start, result), one per entry or message."""
+    def _positions(self, found: list) -> tuple[list[tuple[int, dict]], set[str]]:
+        """The found messages as results in paste order, (start, result), one per entry or message;
+        and the keys of those entries and messages ("entry:<slug>", "message:<id>")."""
         taken: set[str] = set()
         positions: list[tuple[int, dict]] = []
         primary_seen = False
@@ -189,12 +190,10 @@ class Finder:
                 continue
             taken.add(key)
             positions.append((f.start, {"kind": "entry" if slug else "message", "slug": slug, "found": f}))
-        return positions
+        return positions, taken
 
-    def _answer(self, text: str, limit: int, found: list, positions: list[tuple[int, dict]]) -> dict:
+    def _answer(self, text: str, limit: int, found: list, positions: list[tuple[int, dict]], taken: set[str]) -> dict:
         results: list[dict] = []
-        taken = {f"entry:{r['slug']}" if r["kind"] == "entry" else f"message:{r['found'].message.id}"
-                 for _pos, r in positions}
         # the entries' own templates: pooler and driver messages the catalog does not hold, and
         # entries whose wording (an older major's, or with a value written in) explains a found message
         # every hit (the index ranks the most specific first; these are placed in paste order below)
@@ -275,8 +274,7 @@ class Finder:
         for r in results:
             r.setdefault("match", "message")
         state = "message" if message_found else "sqlstate" if any(r["match"] == "sqlstate" for r in results) else "none"
-        return {"results": results[:limit], "state": state, "sqlstates": codes,
-                "found": [_found_dict(f) for f in found]}
+        return {"results": results[:limit], "state": state, "sqlstates": codes}
 
 
 def _found_dict(f: Found) -> dict:
